@@ -1,0 +1,181 @@
+"""Raw fx graph (onnx2torch's, or a traced torch module) → clean graph, checked for equivalence."""
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import fx
+
+from . import passes  # noqa: F401  (registers the rules)
+from .errors import ConversionError
+from .modules import OutputSoftmax
+from .passes.core import BATCHES, PassContext, run_rules
+
+# Relative to the output scale: what "exact" means for a float32 rewrite of the graph.
+EQUIVALENCE_TOLERANCE = 1e-4
+
+
+@dataclass
+class BridgeInfo:
+    """What the SNN side needs to know about where a clean graph came from."""
+
+    source: str  # "keras", "onnx" or "torch"
+    input_shape: tuple[int, ...]  # one sample, in the clean graph's (PyTorch) layout
+    input_permutation: tuple[int, ...] | None = None  # original layout → clean layout (e.g. NHWC → NCHW)
+    layers: dict[str, str] = field(default_factory=dict)  # node name → original layer / op name
+    layer_classes: dict[str, str] = field(default_factory=dict)  # original layer name → its class (Keras)
+    output_softmax: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_model_layout(self, x: torch.Tensor) -> torch.Tensor:
+        """Turn a batch in the original model's layout into the clean graph's layout."""
+        return x.permute(self.input_permutation).contiguous() if self.input_permutation else x
+
+    def original_input_shape(self) -> tuple[int, ...]:
+        if not self.input_permutation:
+            return self.input_shape
+        full = (0,) + tuple(self.input_shape)
+        inverse = [self.input_permutation.index(i) for i in range(len(full))]
+        return tuple(full[i] for i in inverse)[1:]
+
+    def as_dict(self) -> dict:
+        return {
+            "source": self.source, "input_shape": list(self.input_shape),
+            "input_permutation": list(self.input_permutation) if self.input_permutation else None,
+            "layers": self.layers, "layer_classes": self.layer_classes,
+            "output_softmax": self.output_softmax, "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BridgeInfo":
+        return cls(source=d["source"], input_shape=tuple(d["input_shape"]),
+                   input_permutation=tuple(d["input_permutation"]) if d.get("input_permutation") else None,
+                   layers=dict(d.get("layers", {})), layer_classes=dict(d.get("layer_classes", {})),
+                   output_softmax=bool(d.get("output_softmax")), notes=list(d.get("notes", [])))
+
+
+def example_inputs(input_shape: tuple[int, ...], seed: int = 0) -> list[tuple[torch.Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn((b,) + tuple(input_shape), generator=gen),) for b in BATCHES]
+
+
+def canonicalize(raw: fx.GraphModule, input_shape: tuple[int, ...], sources: dict[str, str] | None = None) -> tuple[fx.GraphModule, dict[str, str]]:
+    """Rewrite a copy of ``raw`` with the registered rules; return it and its node → source map.
+
+    Raises `ConversionError` if the clean graph's output differs from the raw graph's by more
+    than `EQUIVALENCE_TOLERANCE` of the output scale (a rule would be wrong: please report).
+    """
+    gm = copy.deepcopy(raw)
+    inputs = example_inputs(input_shape)
+    with torch.no_grad():
+        reference = [raw(*x) for x in inputs]
+    ctx = PassContext(gm=gm, example_inputs=inputs, sources=dict(sources or {}))
+    for node in gm.graph.nodes:
+        ctx.sources.setdefault(node.name, str(node.target) if node.op == "call_module" else node.name)
+    run_rules(ctx)
+    gm = _rename(gm, ctx.sources)
+    with torch.no_grad():
+        for x, ref in zip(inputs, reference):
+            out = gm(*x)
+            _check_close(out, ref)
+    return gm, gm.bridge_sources  # type: ignore[attr-defined]
+
+
+def _flat(t: Any) -> list[torch.Tensor]:
+    if isinstance(t, torch.Tensor):
+        return [t]
+    if isinstance(t, (list, tuple)):
+        return [y for x in t for y in _flat(x)]
+    return []
+
+
+def max_relative_diff(a: Any, b: Any) -> float:
+    worst = 0.0
+    for x, y in zip(_flat(a), _flat(b)):
+        scale = max(float(y.abs().max()), 1e-6) if y.numel() else 1.0
+        worst = max(worst, float((x.float() - y.float()).abs().max()) / scale if x.numel() else 0.0)
+    return worst
+
+
+def _check_close(out: Any, ref: Any) -> None:
+    if len(_flat(out)) != len(_flat(ref)):
+        raise ConversionError("internal error: canonicalisation changed the number of outputs; please report this model")
+    diff = max_relative_diff(out, ref)
+    if diff > EQUIVALENCE_TOLERANCE:
+        raise ConversionError(
+            f"internal error: the cleaned graph differs from the imported one by {diff:.2e} (relative); "
+            "please report this model"
+        )
+
+
+def _sanitize(name: str) -> str:
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name).strip("_") or "node"
+    return "n_" + name if name[0].isdigit() else name
+
+
+def _rename(gm: fx.GraphModule, sources: dict[str, str]) -> fx.GraphModule:
+    """Rebuild the graph so that modules and nodes carry the original layers' names."""
+    root = torch.nn.Module()
+    graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    new_sources: dict[str, str] = {}
+    used: set[str] = set()
+    module_sources: set[str] = set()
+
+    def unique(base: str) -> str:
+        name, i = base, 1
+        while name in used:
+            i += 1
+            name = f"{base}_{i}"
+        used.add(name)
+        return name
+
+    for node in gm.graph.nodes:
+        args = fx.map_arg(node.args, lambda n: env[n])
+        kwargs = fx.map_arg(node.kwargs, lambda n: env[n])
+        source = sources.get(node.name, node.name)
+        if node.op == "placeholder":
+            new = graph.placeholder(unique(_sanitize(node.name)))
+        elif node.op == "output":
+            new = graph.output(args[0])
+        elif node.op == "get_attr":
+            name = unique(_sanitize(node.target))
+            value = _get_attr(gm, node.target)
+            if isinstance(value, torch.nn.Parameter):
+                root.register_parameter(name, value)
+            else:
+                root.register_buffer(name, value)
+            new = graph.get_attr(name)
+        elif node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            base = _sanitize(source)
+            if source in module_sources:  # a layer that became several modules: conv, then conv_relu
+                base = f"{base}_{type(module).__name__.lower()}"
+            module_sources.add(source)
+            name = unique(base)
+            root.add_module(name, module)
+            new = graph.call_module(name, args, kwargs)
+        else:
+            suffix = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "fn")
+            base = _sanitize(source) if source != node.name else _sanitize(str(suffix))
+            new = graph.create_node(node.op, node.target, args, kwargs, name=unique(base))
+        env[node] = new
+        if node.op not in ("placeholder", "output"):
+            new_sources[new.name] = source
+    out = fx.GraphModule(root, graph)
+    out.bridge_sources = new_sources
+    return out
+
+
+def _get_attr(gm: fx.GraphModule, target: str) -> Any:
+    obj: Any = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def has_output_softmax(gm: fx.GraphModule) -> bool:
+    return any(n.op == "call_module" and isinstance(gm.get_submodule(n.target), OutputSoftmax) for n in gm.graph.nodes)

@@ -1,0 +1,6 @@
+"""onnx2torch converters for ops it lacks, registered with its own `add_converter` decorator.
+
+Importing this package registers them (one file per op, as in onnx2torch's
+``node_converters``). onnx2torch's source is never edited.
+"""
+from . import conv_transpose, global_max_pool, lstm  # noqa: F401  (registration side effects)

@@ -1,0 +1,93 @@
+"""The small canonical modules a clean graph may contain besides standard `torch.nn` layers.
+
+A clean graph (see `bridges.passes`) is made of: Conv/ConvTranspose/Linear, BatchNorm (only
+where it could not be folded), activations (ReLU, ReLU6, Hardtanh, LeakyReLU, Sigmoid, Tanh),
+pooling (Max/Avg/AdaptiveAvg/AdaptiveMax), `nn.Flatten`, `nn.Upsample`, the modules below, and
+the functions ``operator.add``, ``operator.sub``, ``operator.mul`` and ``torch.cat``.
+Every module here keeps the batch dimension first and is traceable by `torch.fx`.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Reshape(nn.Module):
+    """Reshape every sample to ``shape`` (the batch dimension is kept)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(int(s) for s in shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape((x.shape[0],) + self.shape)
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
+class Permute(nn.Module):
+    """Permute the non-batch dimensions; ``dims`` includes the batch axis and starts with 0."""
+
+    def __init__(self, dims: tuple[int, ...]):
+        super().__init__()
+        if dims[0] != 0:
+            raise ValueError("Permute keeps the batch axis first")
+        self.dims = tuple(int(d) for d in dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(self.dims)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
+class Affine(nn.Module):
+    """Elementwise ``x * scale + bias`` with constant tensors broadcast over the batch.
+
+    What a BatchNorm that could not be folded, or a Mul/Add/Sub/Div by a constant, becomes.
+    ``scale`` and ``bias`` have the shape of one sample or broadcast to it.
+    """
+
+    def __init__(self, scale: torch.Tensor | None, bias: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("scale", None if scale is None else scale.detach().clone().float())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone().float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale is not None:
+            x = x * self.scale
+        if self.bias is not None:
+            x = x + self.bias
+        return x
+
+
+class Pad(nn.Module):
+    """Constant padding (``F.pad`` layout: last dimension first)."""
+
+    def __init__(self, pads: tuple[int, ...], value: float = 0.0):
+        super().__init__()
+        self.pads = tuple(int(p) for p in pads)
+        self.value = float(value)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pads, mode="constant", value=self.value)
+
+    def extra_repr(self) -> str:
+        return f"pads={self.pads}, value={self.value}"
+
+
+class OutputSoftmax(nn.Softmax):
+    """A softmax that ends the network. Kept so the ANN is exact; an SNN drops it (argmax is unchanged)."""
+
+
+class ConstantTensor(nn.Module):
+    """A constant input-independent tensor (kept as a module so it survives re-tracing)."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.register_buffer("value", value.detach().clone())
+
+    def forward(self) -> torch.Tensor:
+        return self.value

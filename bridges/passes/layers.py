@@ -1,0 +1,251 @@
+"""Activations, pooling, padding, resizing: onnx2torch's and torch.functional's forms → modules."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from onnx2torch.node_converters.activations import OnnxSoftmaxV1V11
+from onnx2torch.node_converters.clip import OnnxClip
+from onnx2torch.node_converters.global_average_pool import (OnnxGlobalAveragePool,
+                                                            OnnxGlobalAveragePoolWithKnownInputShape)
+from onnx2torch.node_converters.pad import OnnxPadStatic
+from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
+from onnx2torch.node_converters.resize import OnnxResize
+from torch import fx, nn
+
+from ..modules import OutputSoftmax, Pad
+from .core import PassContext, is_output, rule, single_user
+
+_ADAPTIVE_AVG = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+_ADAPTIVE_MAX = {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+# -- activations -------------------------------------------------------------------------
+_ACTIVATION_FUNCTIONS = {
+    F.relu: nn.ReLU, torch.relu: nn.ReLU, "relu": nn.ReLU,
+    F.relu6: nn.ReLU6,
+    torch.sigmoid: nn.Sigmoid, F.sigmoid: nn.Sigmoid, "sigmoid": nn.Sigmoid,
+    torch.tanh: nn.Tanh, F.tanh: nn.Tanh, "tanh": nn.Tanh,
+}
+
+
+@rule(*_ACTIVATION_FUNCTIONS)
+def activation_function_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    if len(node.args) != 1:
+        return False
+    module = _ACTIVATION_FUNCTIONS[node.target]()
+    ctx.replace_with_module(node, module, (node.args[0],), name=type(module).__name__.lower())
+    return True
+
+
+@rule(F.leaky_relu)
+def leaky_relu_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
+    ctx.replace_with_module(node, nn.LeakyReLU(float(slope)), (node.args[0],), name="leakyrelu")
+    return True
+
+
+def _clip_module(lo: float | None, hi: float | None) -> nn.Module | None:
+    lo = -math.inf if lo is None else float(lo)
+    hi = math.inf if hi is None else float(hi)
+    if lo == 0.0 and hi == 6.0:
+        return nn.ReLU6()
+    if lo == 0.0 and hi == math.inf:
+        return nn.ReLU()
+    if math.isfinite(lo) and math.isfinite(hi):
+        return nn.Hardtanh(lo, hi)
+    return None
+
+
+@rule(OnnxClip)
+def onnx_clip_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    mod = ctx.module(node)
+    lo, hi = mod.min_val, mod.max_val
+    new = _clip_module(lo.item() if isinstance(lo, torch.Tensor) else lo, hi.item() if isinstance(hi, torch.Tensor) else hi)
+    if new is None:
+        return False
+    ctx.replace_with_module(node, new, (node.args[0],), name=type(new).__name__.lower())
+    return True
+
+
+@rule(torch.clamp, torch.clip, "clamp", "clip", F.hardtanh)
+def clamp_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    if node.target is F.hardtanh:
+        lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", -1.0)
+        hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max_val", 1.0)
+    else:
+        lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min")
+        hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max")
+    if isinstance(lo, fx.Node) or isinstance(hi, fx.Node):
+        return False
+    new = _clip_module(lo, hi)
+    if new is None:
+        return False
+    ctx.replace_with_module(node, new, (node.args[0],), name=type(new).__name__.lower())
+    return True
+
+
+@rule(nn.Softmax, OnnxSoftmaxV1V11, F.softmax, torch.softmax, "softmax")
+def mark_output_softmax(ctx: PassContext, node: fx.Node) -> bool:
+    """A softmax over the class axis that ends the network becomes `OutputSoftmax`."""
+    if node.op == "call_module" and isinstance(ctx.module(node), OutputSoftmax):
+        return False
+    shape = ctx.shape(node)
+    if node.op == "call_module":
+        mod = ctx.module(node)
+        dim = getattr(mod, "dim", None)
+        if dim is None:
+            dim = getattr(mod, "axis", None)
+            if getattr(mod, "is_log", False) or dim is None or dim % len(shape) != len(shape) - 1:
+                return False
+    else:
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    if dim is None or dim % len(shape) != len(shape) - 1:
+        return False
+    if isinstance(ctx.module(node) if node.op == "call_module" else None, nn.Softmax) and not is_output(node):
+        return False
+    new = OutputSoftmax(dim=-1) if is_output(node) and len(node.users) == 1 else nn.Softmax(dim=-1)
+    if node.op == "call_module" and type(ctx.module(node)) is type(new):
+        return False
+    ctx.replace_with_module(node, new, (node.args[0],), name="softmax")
+    return True
+
+
+# -- pooling -----------------------------------------------------------------------------
+@rule(OnnxGlobalAveragePool, OnnxGlobalAveragePoolWithKnownInputShape)
+def global_average_pool(ctx: PassContext, node: fx.Node) -> bool:
+    rank = len(ctx.shape(node)) - 2
+    ctx.replace_with_module(node, _ADAPTIVE_AVG[rank](1), (node.args[0],), name="global_avgpool")
+    return True
+
+
+def _reduce_spatial(ctx: PassContext, node: fx.Node, axes, keepdim: bool, table: dict) -> bool:
+    x = node.args[0]
+    in_shape = ctx.shape(x)
+    if in_shape is None or not 3 <= len(in_shape) <= 5 or axes is None:
+        return False
+    rank = len(in_shape)
+    axes = sorted(int(a) % rank for a in (axes if isinstance(axes, (list, tuple)) else [axes]))
+    if axes != list(range(2, rank)):
+        return False
+    pooled = ctx.insert_module(node, table[rank - 2](1), (x,), name="global_pool", source_from=node)
+    out = pooled if keepdim else ctx.insert_module(pooled, nn.Flatten(), (pooled,), name="flatten", source_from=node)
+    ctx.replace(node, out)
+    return True
+
+
+@rule(OnnxReduceStaticAxes)
+def onnx_reduce_to_pool(ctx: PassContext, node: fx.Node) -> bool:
+    """ReduceMean/ReduceMax over all spatial axes (tf2onnx's global pooling) → adaptive pooling."""
+    mod = ctx.module(node)
+    table = {"ReduceMean": _ADAPTIVE_AVG, "ReduceMax": _ADAPTIVE_MAX}.get(mod.operation_type)
+    if table is None:
+        return False
+    return _reduce_spatial(ctx, node, mod.axes, mod.keepdims, table)
+
+
+@rule(torch.mean, "mean", torch.amax, "amax")
+def torch_reduce_to_pool(ctx: PassContext, node: fx.Node) -> bool:
+    axes = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    table = _ADAPTIVE_AVG if node.target in (torch.mean, "mean") else _ADAPTIVE_MAX
+    return _reduce_spatial(ctx, node, axes, bool(keepdim), table)
+
+
+_POOL_FUNCTIONS = {
+    F.max_pool1d: nn.MaxPool1d, F.max_pool2d: nn.MaxPool2d, F.max_pool3d: nn.MaxPool3d,
+    F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d: nn.AvgPool3d,
+    F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
+    F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d, F.adaptive_max_pool2d: nn.AdaptiveMaxPool2d,
+}
+
+
+@rule(*_POOL_FUNCTIONS)
+def pool_function_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    if any(isinstance(a, fx.Node) for a in list(node.args[1:]) + list(node.kwargs.values())):
+        return False
+    try:
+        module = _POOL_FUNCTIONS[node.target](*node.args[1:], **node.kwargs)
+    except TypeError:
+        return False
+    ctx.replace_with_module(node, module, (node.args[0],), name=type(module).__name__.lower())
+    return True
+
+
+# -- padding -----------------------------------------------------------------------------
+@rule(OnnxPadStatic)
+def onnx_pad_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    mod = ctx.module(node)
+    if mod.mode != "constant":
+        return False
+    ctx.replace_with_module(node, Pad(tuple(mod.pads), mod.constant_value), (node.args[0],), name="pad")
+    return True
+
+
+@rule(nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)
+def torch_pad_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    mod = ctx.module(node)
+    ctx.replace_with_module(node, Pad(tuple(mod.padding), getattr(mod, "value", 0.0)), (node.args[0],), name="pad")
+    return True
+
+
+@rule(nn.Sequential)
+def inline_sequential(ctx: PassContext, node: fx.Node) -> bool:
+    """onnx2torch wraps Pad+Conv in a Sequential for asymmetric padding: call its parts one by one."""
+    seq = ctx.module(node)
+    current, anchor = node.args[0], node
+    for i, child in enumerate(seq):
+        current = ctx.insert_module(anchor, child, (current,), name=f"{node.target}_{i}", source_from=node)
+        anchor = current
+    ctx.replace(node, current)
+    return True
+
+
+@rule(Pad)
+def merge_pad_into_conv(ctx: PassContext, node: fx.Node) -> bool:
+    """Zero padding that is symmetric on every spatial axis moves into the next Conv's padding."""
+    pad = ctx.module(node)
+    conv_node = single_user(node)
+    if pad.value != 0.0 or conv_node is None or conv_node.op != "call_module":
+        return False
+    conv = ctx.module(conv_node)
+    if not isinstance(conv, _CONV_TYPES) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return False
+    n = conv.weight.dim() - 2
+    pads = list(pad.pads) + [0] * max(0, 2 * (n + 2) - len(pad.pads))
+    spatial = pads[: 2 * n]
+    if any(p != 0 for p in pads[2 * n:]):
+        return False
+    per_axis = [(spatial[2 * i], spatial[2 * i + 1]) for i in range(n)][::-1]  # F.pad lists the last axis first
+    if any(lo != hi or lo < 0 for lo, hi in per_axis):
+        return False
+    conv.padding = tuple(p + lo for p, (lo, _) in zip(conv.padding, per_axis))
+    conv_node.replace_input_with(node, node.args[0])
+    ctx.gm.graph.erase_node(node)
+    return True
+
+
+# -- resizing ----------------------------------------------------------------------------
+@rule(OnnxResize)
+def onnx_resize_to_upsample(ctx: PassContext, node: fx.Node) -> bool:
+    """A Resize with constant integer scales in nearest mode → `nn.Upsample`."""
+    mod = ctx.module(node)
+    if mod.onnx_mode != "nearest":
+        return False
+    x = node.args[0]
+    in_shape, out_shape = ctx.shape(x), ctx.shape(node)
+    if in_shape is None or out_shape is None or in_shape[:2] != out_shape[:2]:
+        return False
+    factors = []
+    for i, o in zip(in_shape[2:], out_shape[2:]):
+        if o % i:
+            return False
+        factors.append(o // i)
+    new = nn.Upsample(scale_factor=tuple(float(f) for f in factors), mode="nearest")
+    with torch.no_grad():
+        if not torch.equal(new(ctx.value(x)), ctx.value(node)):
+            return False  # another coordinate transform: keep onnx2torch's exact module
+    ctx.replace_with_module(node, new, (x,), name="upsample")
+    return True
