@@ -10,11 +10,11 @@ from onnx2torch.node_converters.matmul import OnnxMatMul
 from onnx2torch.node_converters.sum import OnnxSum
 from torch import fx, nn
 
+from ..fold import CONV_TRANSPOSE_TYPES as _CONVT_TYPES
+from ..fold import WEIGHTED_TYPES, fold_output_affine
 from ..modules import Affine
 from .core import PassContext, rule, single_user
 
-_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_CONVT_TYPES = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def _binary_kind(ctx: PassContext, node: fx.Node) -> str | None:
@@ -147,7 +147,7 @@ def fold_affine(ctx: PassContext, node: fx.Node) -> bool:
     if producer.op != "call_module" or single_user(producer) is not node:
         return False
     layer = ctx.module(producer)
-    if not isinstance(layer, (nn.Linear,) + _CONV_TYPES + _CONVT_TYPES):
+    if not isinstance(layer, WEIGHTED_TYPES):
         return False
     if isinstance(layer, _CONVT_TYPES) and layer.groups != 1:
         return False
@@ -158,18 +158,7 @@ def fold_affine(ctx: PassContext, node: fx.Node) -> bool:
         bias = _channel_vector(affine.bias, out_shape, channel_axis)
     except (ValueError, RuntimeError):
         return False
-    with torch.no_grad():
-        if scale is not None:
-            if isinstance(layer, _CONVT_TYPES):
-                layer.weight.mul_(scale.reshape((1, -1) + (1,) * (layer.weight.dim() - 2)))
-            else:
-                layer.weight.mul_(scale.reshape((-1,) + (1,) * (layer.weight.dim() - 1)))
-        old_bias = layer.bias.detach() if layer.bias is not None else torch.zeros(layer.weight.shape[1 if isinstance(layer, _CONVT_TYPES) else 0])
-        new_bias = old_bias * (scale if scale is not None else 1.0) + (bias if bias is not None else 0.0)
-        if layer.bias is None:
-            layer.bias = nn.Parameter(new_bias.clone())
-        else:
-            layer.bias.copy_(new_bias)
+    fold_output_affine(layer, scale, bias)
     ctx.replace(node, producer)
     return True
 

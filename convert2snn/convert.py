@@ -1,0 +1,66 @@
+"""`convert`: any supported model + calibration data → `SpikingModel`."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+import bridges
+
+from .build import ConversionReport
+from .calibrate import collect_statistics
+from .errors import InvalidInputError
+from .model import SpikingModel, as_tensor, check_input_shape
+from .options import make_options
+from .sequence import propagate_shapes
+
+
+def convert(model: Any, conversion_type: str = "rate", calibration_data: Any = None, *,
+            example_input: torch.Tensor | None = None, **options: Any) -> SpikingModel:
+    """Convert ``model`` into a spiking neural network.
+
+    ``model``: a `keras.Model`, a path to `.keras`/`.h5`/SavedModel/`.onnx`, an `onnx.ModelProto`
+    or a `torch.nn.Module` (then ``example_input`` fixes the input shape).
+    ``calibration_data``: inputs in the model's own layout (NHWC for Keras) from which the
+    per-layer scales are measured (a few hundred to a few thousand training samples).
+    ``options``: see `convert2snn.options.RateOptions` (percentile, per_channel, v_init, neuron,
+    tau, encoding, batch_size, seed, strict, progress).
+
+    Everything that can be checked is checked before any slow work: option names and values,
+    the calibration data's type and values, then (after the quick import) its shape and the
+    layers the conversion type cannot represent. The user's model is never modified.
+    """
+    opts = make_options(conversion_type, options)
+    if calibration_data is None:
+        raise InvalidInputError(
+            "calibration_data is required: pass a few hundred training inputs (in the model's input layout); "
+            "the per-layer scales are measured on them"
+        )
+    x_cal = as_tensor(calibration_data, "calibration_data")
+    if x_cal.dim() < 2:
+        raise InvalidInputError(f"calibration_data must be a batch (N, ...), got shape {tuple(x_cal.shape)}")
+    if isinstance(model, torch.nn.Module) and example_input is None:
+        example_input = x_cal[:1]
+    ann = bridges.to_torch(model, example_input)
+    info = ann.bridge_info
+    x_cal = check_input_shape(x_cal, info, "calibration_data")
+    if opts.encoding == "poisson" and (float(x_cal.min()) < 0 or float(x_cal.max()) > 1):
+        raise InvalidInputError("encoding='poisson' needs inputs in [0, 1] (spike probabilities); "
+                                f"calibration_data spans [{float(x_cal.min()):.3g}, {float(x_cal.max()):.3g}]")
+    from . import rate
+
+    rate.preflight(ann, info.layers)
+    propagate_shapes(ann, x_cal[:2])
+    shapes = {n.name: tuple(n.meta["tensor_meta"].shape[1:]) for n in ann.graph.nodes if "tensor_meta" in n.meta
+              and hasattr(n.meta["tensor_meta"], "shape")}
+    neurons = [n.name for n in rate.activation_nodes(ann)]
+    stats = collect_statistics(ann, x_cal, neurons, min_percentile=opts.percentile, per_channel=opts.per_channel,
+                               batch_size=opts.batch_size, progress=opts.progress)
+    report = ConversionReport(conversion_type, opts.as_dict())
+    scales = rate.layer_scales(ann, stats, opts.percentile, shapes, info.layers, report)
+    return SpikingModel(ann, info, scales, opts, conversion_type, report)
+
+
+def load(path: Any) -> SpikingModel:
+    """Read a model written by `SpikingModel.save`."""
+    return SpikingModel.load(path)

@@ -1,0 +1,76 @@
+"""Conversion options: defaults, validation, and "did you mean" for misspelt names."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from .errors import InvalidInputError
+
+CONVERSION_TYPES = ("rate",)
+
+
+@dataclass
+class RateOptions:
+    """Options of ``conversion_type="rate"`` (see the README's option table)."""
+
+    percentile: float = 99.99
+    """Activation percentile that sets each layer's scale λ (100 = max normalisation)."""
+    per_channel: bool = False
+    """One λ per channel instead of one per layer."""
+    v_init: float = 0.5
+    """Initial membrane potential as a fraction of the threshold (0.5: error centering)."""
+    neuron: str = "if"
+    """"if" (integrate-and-fire) or "lif" (leaky, with ``tau``)."""
+    tau: float = 100.0
+    """Membrane time constant in steps for ``neuron="lif"``."""
+    encoding: str = "analog"
+    """Input coding: "analog" (the input is a constant current) or "poisson" (inputs in [0, 1])."""
+    batch_size: int = 256
+    """Batch size for calibration and simulation."""
+    seed: int = 0
+    """Seed for Poisson input (bit-identical results for the same seed)."""
+    strict: bool = False
+    """Raise instead of recording an approximation in the conversion report."""
+    progress: bool = True
+    """tqdm progress bars (shown only on a terminal)."""
+
+    def validate(self) -> None:
+        if not 0.0 < self.percentile <= 100.0:
+            raise InvalidInputError(f"percentile must be in (0, 100], got {self.percentile}")
+        if not 0.0 <= self.v_init < 1.0:
+            raise InvalidInputError(f"v_init is a fraction of the threshold in [0, 1), got {self.v_init}")
+        if self.neuron not in ("if", "lif"):
+            raise InvalidInputError(f"neuron must be 'if' or 'lif', got {self.neuron!r}")
+        if self.neuron == "lif" and not self.tau > 1.0:
+            raise InvalidInputError(f"tau must be > 1 (steps) for a LIF neuron, got {self.tau}")
+        if self.encoding not in ("analog", "poisson"):
+            raise InvalidInputError(f"encoding must be 'analog' or 'poisson', got {self.encoding!r}")
+        if int(self.batch_size) < 1:
+            raise InvalidInputError(f"batch_size must be a positive integer, got {self.batch_size}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+OPTION_CLASSES = {"rate": RateOptions}
+
+
+def make_options(conversion_type: str, options: dict[str, Any]) -> RateOptions:
+    """Build and validate the options object, naming any unknown option with a suggestion."""
+    if conversion_type not in OPTION_CLASSES:
+        close = difflib.get_close_matches(str(conversion_type), list(OPTION_CLASSES), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise InvalidInputError(
+            f"unknown conversion_type {conversion_type!r}; available: {', '.join(OPTION_CLASSES)}.{hint}"
+        )
+    cls = OPTION_CLASSES[conversion_type]
+    known = [f.name for f in fields(cls)]
+    for name in options:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Known options: {', '.join(known)}."
+            raise InvalidInputError(f"unknown option {name!r} for conversion_type={conversion_type!r}.{hint}")
+    opts = cls(**options)
+    opts.validate()
+    return opts

@@ -1,0 +1,77 @@
+"""Stateless layers applied to sequences [T, B, ...] (multi-step mode).
+
+A stateless layer runs once on time folded into the batch. When its input does not change
+over time (an expanded view with stride 0 on the time axis, as the simulator passes for
+analog input), it runs once on one step and the result is expanded again: the first
+layer's current for a constant input is computed once, not T times.
+"""
+from __future__ import annotations
+
+import torch
+from spikingjelly.activation_based import functional
+from spikingjelly.activation_based.base import StepModule
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+
+def is_time_constant(x: torch.Tensor) -> bool:
+    """True for a sequence whose steps are one tensor repeated (a stride-0 time axis)."""
+    return x.dim() > 0 and (x.shape[0] == 1 or x.stride(0) == 0)
+
+
+def constant_sequence(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """``x`` (one step) as a [steps, ...] sequence without copying."""
+    return x.unsqueeze(0).expand((steps,) + tuple(x.shape))
+
+
+class SeqModule(nn.Module, StepModule):
+    """Apply a stateless module to every time step of a sequence."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self.step_mode = "m"
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        steps = x_seq.shape[0]
+        if is_time_constant(x_seq):
+            return constant_sequence(self.module(x_seq[0]), steps)
+        y = self.module(x_seq.flatten(0, 1))
+        return y.reshape((steps, x_seq.shape[1]) + tuple(y.shape[1:]))
+
+
+class SeqAdd(nn.Module, StepModule):
+    """Elementwise sum (or difference, ``sign=-1`` on the second input) of sequences."""
+
+    def __init__(self, sign: float = 1.0):
+        super().__init__()
+        self.sign = float(sign)
+        self.step_mode = "m"
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        steps = max(a.shape[0], b.shape[0])
+        if is_time_constant(a) and is_time_constant(b):
+            return constant_sequence(a[0] + self.sign * b[0], steps)
+        return a + self.sign * b
+
+
+class SeqCat(nn.Module, StepModule):
+    """Concatenate sequences along a per-sample axis (``dim`` counts the batch axis as 0)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dim = int(dim)
+        self.step_mode = "m"
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        steps = max(x.shape[0] for x in xs)
+        if all(is_time_constant(x) for x in xs):
+            return constant_sequence(torch.cat([x[0] for x in xs], dim=self.dim), steps)
+        return torch.cat([x.expand((steps,) + tuple(x.shape[1:])) for x in xs], dim=self.dim + 1)
+
+
+@torch.no_grad()
+def propagate_shapes(gm: fx.GraphModule, example: torch.Tensor) -> None:
+    """Record every node's output shape in ``node.meta["tensor_meta"]``; neuron state is reset after."""
+    ShapeProp(gm).propagate(example)
+    functional.reset_net(gm)
