@@ -18,7 +18,7 @@ from torch import fx
 from bridges.canonicalize import BridgeInfo
 
 from .build import ConversionReport, build_snn
-from .errors import ConversionError, InvalidInputError
+from .errors import ApproximationError, ConversionError, InvalidInputError
 from .nodes import is_neuron
 from .options import make_options
 from .sequence import propagate_shapes
@@ -170,6 +170,13 @@ class SpikingModel:
             if diff > LIMIT_TOLERANCE:
                 raise ConversionError(f"internal error: the SNN's T→∞ limit differs from the clipped ANN by {diff:.2e}; "
                                       "please report this model")
+        if self.options.signed_bit:
+            if self.options.strict:
+                raise ApproximationError(f"signed_bit={self.options.signed_bit} rounds the weights (an approximation) "
+                                         "but strict=True")
+            steps = rate.quantize_weights(snn, int(self.options.signed_bit))
+            self.report.approximations.append(
+                f"weights quantised to {self.options.signed_bit}-bit signed integers per layer ({'; '.join(steps)})")
         return snn
 
     def _count_neurons(self) -> dict[str, int]:

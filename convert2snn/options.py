@@ -26,6 +26,15 @@ class RateOptions:
     """Membrane time constant in steps for ``neuron="lif"``."""
     encoding: str = "analog"
     """Input coding: "analog" (the input is a constant current) or "poisson" (inputs in [0, 1])."""
+    amp_factor: float = 1.0
+    """SpKeras "current normalisation": currents into each neuron and its threshold are both multiplied
+    by ``amp_factor`` (spikes are unchanged up to float rounding; for hardware with a fixed range)."""
+    thresholding: float | None = None
+    """SpKeras's name for ``v_init`` (its 0.5 default is error centering); overrides ``v_init`` when set."""
+    signed_bit: int = 0
+    """Quantise each layer's weights to ``signed_bit``-bit signed integers times one scale per layer
+    (0: off). The scale is folded into the next neuron's threshold, so integer hardware needs no
+    other change (unlike SpKeras, whose integer threshold uses the wrong normalisation)."""
     batch_size: int = 256
     """Batch size for calibration and simulation."""
     seed: int = 0
@@ -46,6 +55,14 @@ class RateOptions:
             raise InvalidInputError(f"tau must be > 1 (steps) for a LIF neuron, got {self.tau}")
         if self.encoding not in ("analog", "poisson"):
             raise InvalidInputError(f"encoding must be 'analog' or 'poisson', got {self.encoding!r}")
+        if not self.amp_factor > 0:
+            raise InvalidInputError(f"amp_factor must be positive, got {self.amp_factor}")
+        if self.thresholding is not None:
+            if not 0.0 <= self.thresholding < 1.0:
+                raise InvalidInputError(f"thresholding (the initial potential as a fraction of the threshold) must be in [0, 1), got {self.thresholding}")
+            self.v_init = float(self.thresholding)
+        if not (int(self.signed_bit) == 0 or 2 <= int(self.signed_bit) <= 32):
+            raise InvalidInputError(f"signed_bit must be 0 (off) or 2..32, got {self.signed_bit}")
         if int(self.batch_size) < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {self.batch_size}")
 

@@ -113,8 +113,8 @@ def relu_to_if(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
     scale = b.context.scales[node.name]
     opts = b.context.options
     tau = opts.tau if opts.neuron == "lif" else None
-    pre = b.call(SeqModule(Affine(1.0 / scale, None)), args, f"{node.name}_in", node)
-    spikes = b.call(IFNeuron(v_threshold=1.0, v_init=opts.v_init, tau=tau), (pre,), node.name, node)
+    pre = b.call(SeqModule(Affine(opts.amp_factor / scale, None)), args, f"{node.name}_in", node)
+    spikes = b.call(IFNeuron(v_threshold=opts.amp_factor, v_init=opts.v_init, tau=tau), (pre,), node.name, node)
     return b.call(SeqModule(Affine(scale, None)), (spikes,), f"{node.name}_out", node)
 
 
@@ -347,8 +347,9 @@ def rate_limit(snn: fx.GraphModule) -> fx.GraphModule:
     """The SNN with each neuron replaced by its T → ∞ rate (clamp to [0, 1] for θ = 1)."""
     gm = copy.deepcopy(snn)
     for name, mod in list(gm.named_modules()):
-        if isinstance(mod, IFNeuron):
-            _set_module(gm, name, SeqModule(nn.Hardtanh(0.0, mod.v_threshold)))
+        if isinstance(mod, IFNeuron):  # rate = clamp(current / θ, 0, 1)
+            rate = nn.Sequential(Affine(torch.tensor(1.0 / mod.v_threshold), None), nn.Hardtanh(0.0, 1.0))
+            _set_module(gm, name, SeqModule(rate))
         elif isinstance(mod, SpikingMaxPool):
             _set_module(gm, name, SeqModule(mod.pool))
         elif isinstance(mod, MembraneReadout):
@@ -368,3 +369,22 @@ def check_limit(snn: fx.GraphModule, ann: fx.GraphModule, scales: dict[str, torc
     ref = clipped_ann(ann, scales)(x)
     out = rate_limit(snn)(x.unsqueeze(0))[0]
     return float((out - ref).abs().max() / max(float(ref.abs().max()), 1e-6))
+
+
+# -- weight quantisation (SpKeras signed_bit) --------------------------------------------------
+@torch.no_grad()
+def quantize_weights(snn: fx.GraphModule, bits: int) -> list[str]:
+    """Round each weighted layer to ``bits``-bit signed integers times one scale per layer.
+
+    ``W ≈ s·Q`` with Q integer in ±(2^(bits−1) − 1) and s = max|W| / (2^(bits−1) − 1). Stored as s·Q
+    (what the integer layer followed by a threshold divided by s computes). Returns what was done.
+    """
+    levels = 2 ** (bits - 1) - 1
+    done = []
+    for name, module in snn.named_modules():
+        if isinstance(module, WEIGHTED_TYPES):
+            step = float(module.weight.abs().max()) / levels
+            if step > 0:
+                module.weight.copy_(torch.round(module.weight / step) * step)
+            done.append(f"{name.removesuffix('.module')}: step {step:.3g}")
+    return done
