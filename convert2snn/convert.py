@@ -8,6 +8,7 @@ import torch
 import bridges
 
 from .build import ConversionReport
+from .conversion import get_conversion
 from .calibrate import collect_statistics
 from .errors import InvalidInputError
 from .model import SpikingModel, as_tensor, check_input_shape
@@ -47,17 +48,17 @@ def convert(model: Any, conversion_type: str = "rate", calibration_data: Any = N
     if opts.encoding == "poisson" and (float(x_cal.min()) < 0 or float(x_cal.max()) > 1):
         raise InvalidInputError("encoding='poisson' needs inputs in [0, 1] (spike probabilities); "
                                 f"calibration_data spans [{float(x_cal.min()):.3g}, {float(x_cal.max()):.3g}]")
-    from . import rate
-
-    rate.preflight(ann, info.layers)
+    kind = get_conversion(conversion_type)
+    kind.preflight(ann, info.layers)
     propagate_shapes(ann, x_cal[:2])
     shapes = {n.name: tuple(n.meta["tensor_meta"].shape[1:]) for n in ann.graph.nodes if "tensor_meta" in n.meta
               and hasattr(n.meta["tensor_meta"], "shape")}
-    neurons = [n.name for n in rate.activation_nodes(ann)]
-    stats = collect_statistics(ann, x_cal, neurons, min_percentile=opts.percentile, per_channel=opts.per_channel,
-                               batch_size=opts.batch_size, progress=opts.progress)
+    nodes = [n.name for n in kind.calibrated_nodes(ann)]
+    stats = collect_statistics(ann, x_cal, nodes, min_percentile=kind.min_percentile(opts),
+                               per_channel=getattr(opts, "per_channel", False), batch_size=opts.batch_size,
+                               progress=opts.progress) if nodes else {}
     report = ConversionReport(conversion_type, opts.as_dict())
-    scales = rate.layer_scales(ann, stats, opts.percentile, shapes, info.layers, report)
+    scales = kind.scales(ann, stats, opts, shapes, info.layers, report)
     return SpikingModel(ann, info, scales, opts, conversion_type, report)
 
 

@@ -18,7 +18,8 @@ from torch import fx
 from bridges.canonicalize import BridgeInfo
 
 from .build import ConversionReport, build_snn
-from .errors import ApproximationError, ConversionError, InvalidInputError
+from .conversion import get_conversion
+from .errors import InvalidInputError
 from .nodes import is_neuron
 from .options import make_options
 from .sequence import propagate_shapes
@@ -27,8 +28,6 @@ from .simulate import simulate
 
 FORMAT_NAME = "convert2snn"
 FORMAT_VERSION = 1
-# How far the SNN's T → ∞ limit may differ from the λ-clipped ANN (relative): float32 rounding only.
-LIMIT_TOLERANCE = 1e-4
 
 
 def as_tensor(x: Any, name: str = "x") -> torch.Tensor:
@@ -158,25 +157,11 @@ class SpikingModel:
 
     # -- construction ------------------------------------------------------------------------
     def _build(self) -> fx.GraphModule:
-        from . import rate  # noqa: F401  (registers the rules)
-
+        kind = get_conversion(self.conversion_type)
         context = SimpleNamespace(scales=self.scales, options=self.options)
         snn = build_snn(self.ann, self.conversion_type, self.report, self.bridge_info.layers, context)
         example = torch.randn((2,) + tuple(self.bridge_info.input_shape), generator=torch.Generator().manual_seed(0))
-        folded = rate.normalize(snn, example)
-        self.report.notes.append(f"{folded} scale(s) folded into weights (threshold 1 where a Conv/Linear feeds the neuron)")
-        if self.options.neuron == "if":
-            diff = rate.check_limit(snn, self.ann, self.scales, example)
-            if diff > LIMIT_TOLERANCE:
-                raise ConversionError(f"internal error: the SNN's T→∞ limit differs from the clipped ANN by {diff:.2e}; "
-                                      "please report this model")
-        if self.options.signed_bit:
-            if self.options.strict:
-                raise ApproximationError(f"signed_bit={self.options.signed_bit} rounds the weights (an approximation) "
-                                         "but strict=True")
-            steps = rate.quantize_weights(snn, int(self.options.signed_bit))
-            self.report.approximations.append(
-                f"weights quantised to {self.options.signed_bit}-bit signed integers per layer ({'; '.join(steps)})")
+        kind.finish(snn, self, example)
         return snn
 
     def _count_neurons(self) -> dict[str, int]:

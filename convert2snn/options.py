@@ -7,9 +7,6 @@ from typing import Any
 
 from .errors import InvalidInputError
 
-CONVERSION_TYPES = ("rate",)
-
-
 @dataclass
 class RateOptions:
     """Options of ``conversion_type="rate"`` (see the README's option table)."""
@@ -70,18 +67,11 @@ class RateOptions:
         return asdict(self)
 
 
-OPTION_CLASSES = {"rate": RateOptions}
+def make_options(conversion_type: str, options: dict[str, Any]):
+    """Build and validate a conversion type's options, naming any unknown option with a suggestion."""
+    from .conversion import get_conversion
 
-
-def make_options(conversion_type: str, options: dict[str, Any]) -> RateOptions:
-    """Build and validate the options object, naming any unknown option with a suggestion."""
-    if conversion_type not in OPTION_CLASSES:
-        close = difflib.get_close_matches(str(conversion_type), list(OPTION_CLASSES), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise InvalidInputError(
-            f"unknown conversion_type {conversion_type!r}; available: {', '.join(OPTION_CLASSES)}.{hint}"
-        )
-    cls = OPTION_CLASSES[conversion_type]
+    cls = get_conversion(conversion_type).options
     known = [f.name for f in fields(cls)]
     for name in options:
         if name not in known:

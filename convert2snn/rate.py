@@ -25,10 +25,14 @@ from bridges.fold import WEIGHTED_TYPES, fold_input_scale, fold_output_affine
 from bridges.modules import Affine, OutputSoftmax, Pad, Permute, Reshape
 
 from .build import SNNBuilder, conversion_rule
-from .errors import ConversionError
+from .conversion import ConversionType, conversion_type
+from .errors import ApproximationError, ConversionError
+from .options import RateOptions
 from .nodes import IFNeuron, MembraneReadout, SpikingMaxPool
 from .sequence import SeqAdd, SeqCat, SeqModule, propagate_shapes
 
+# How far the SNN's T → ∞ limit may differ from the λ-clipped ANN (relative): float32 rounding only.
+LIMIT_TOLERANCE = 1e-4
 ACTIVATION_TYPES = (nn.ReLU, nn.Hardtanh)  # nn.ReLU6 is a Hardtanh
 MAX_POOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
                   nn.AdaptiveMaxPool3d)
@@ -388,3 +392,38 @@ def quantize_weights(snn: fx.GraphModule, bits: int) -> list[str]:
                 module.weight.copy_(torch.round(module.weight / step) * step)
             done.append(f"{name.removesuffix('.module')}: step {step:.3g}")
     return done
+
+
+@conversion_type("rate")
+class RateConversion(ConversionType):
+    """Rate coding with IF/LIF neurons and data-based (percentile) normalisation."""
+
+    options = RateOptions
+
+    def preflight(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> None:
+        preflight(ann, layer_names)
+
+    def calibrated_nodes(self, ann: fx.GraphModule) -> list[fx.Node]:
+        return activation_nodes(ann)
+
+    def min_percentile(self, options: RateOptions) -> float:
+        return options.percentile
+
+    def scales(self, ann, stats, options, shapes, layer_names, report):
+        return layer_scales(ann, stats, options.percentile, shapes, layer_names, report)
+
+    def finish(self, snn: fx.GraphModule, model, example: torch.Tensor) -> None:
+        opts = model.options
+        folded = normalize(snn, example)
+        model.report.notes.append(f"{folded} scale(s) folded into weights (threshold 1 where a Conv/Linear feeds the neuron)")
+        if opts.neuron == "if":
+            diff = check_limit(snn, model.ann, model.scales, example)
+            if diff > LIMIT_TOLERANCE:
+                raise ConversionError(f"internal error: the SNN's T→∞ limit differs from the clipped ANN by {diff:.2e}; "
+                                      "please report this model")
+        if opts.signed_bit:
+            if opts.strict:
+                raise ApproximationError(f"signed_bit={opts.signed_bit} rounds the weights (an approximation) but strict=True")
+            steps = quantize_weights(snn, int(opts.signed_bit))
+            model.report.approximations.append(
+                f"weights quantised to {opts.signed_bit}-bit signed integers per layer ({'; '.join(steps)})")
