@@ -1,0 +1,62 @@
+"""Keras file → SNN: layout handling, exactness of the bridged ANN, the user's file untouched."""
+import hashlib
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import convert2snn
+
+pytestmark = pytest.mark.tf
+
+BUILD = textwrap.dedent("""
+    import sys, numpy as np, keras
+    keras.utils.set_random_seed(0)
+    out = sys.argv[1]
+    inp = keras.Input((10, 10, 2))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="conv1")(inp)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="relu1")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool1")(x)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dense(4, name="logits")(x)
+    model = keras.Model(inp, keras.layers.Softmax(name="softmax")(x))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if ws:
+            layer.set_weights([np.abs(w) + 0.5 if "variance" in v.path else rng.normal(0, 0.4, w.shape)
+                               for w, v in zip(ws, layer.weights)])
+    model.save(out + "/model.keras")
+    x = rng.random((96, 10, 10, 2)).astype("float32")
+    np.savez(out + "/data.npz", x=x, y=model.predict(x, verbose=0))
+""")
+
+
+@pytest.fixture(scope="module")
+def keras_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keras")
+    subprocess.run([sys.executable, "-c", BUILD, str(d)], check=True, capture_output=True, timeout=300)
+    data = np.load(d / "data.npz")
+    return d / "model.keras", data["x"], data["y"]
+
+
+def test_keras_file_converts_exactly_and_is_untouched(keras_model):
+    path, x, y_keras = keras_model
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    snn = convert2snn.convert(str(path), calibration_data=x, percentile=100, progress=False)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    # the bridged ANN takes NHWC input like Keras and reproduces it
+    ann = snn.ann_predict(x)
+    assert np.abs(ann - y_keras).max() <= 1e-5 * np.abs(y_keras).max()
+    # layer names follow the Keras model
+    assert {"conv1", "logits"} <= set(snn.bridge_info.layers.values())
+    labels = y_keras.argmax(1)
+    result = snn.evaluate(x, labels, timesteps=[8, 256])
+    assert result.ann_accuracy == 1.0
+    assert result.accuracy_at(256) >= 0.97
+    with pytest.raises(convert2snn.InvalidInputError, match=r"expects \(10, 10, 2\)"):
+        snn.predict(x.transpose(0, 3, 1, 2))
