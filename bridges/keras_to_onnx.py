@@ -39,6 +39,40 @@ def _keras_flavour(model: Any) -> str:
     return "tf_keras" if any((c.__module__ or "").startswith(("tf_keras", "tensorflow")) for c in type(model).__mro__) else "keras"
 
 
+def keras_file_input_shape(path: str | os.PathLike) -> tuple[int, ...] | None:
+    """The per-sample input shape recorded in a `.keras` file, read without TensorFlow.
+
+    Lets callers check their data against the model before the (slow) export starts.
+    None when the file is not a `.keras` archive, has several inputs, or records no shape.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (KeyError, ValueError, OSError):
+        return None
+    shapes = []
+
+    def visit(cfg: dict) -> None:
+        for layer in cfg.get("config", {}).get("layers", []) or []:
+            if layer.get("class_name") == "InputLayer":
+                inner = layer.get("config", {})
+                shape = inner.get("batch_shape") or inner.get("batch_input_shape")
+                if shape:
+                    shapes.append(tuple(shape[1:]))
+            elif isinstance(layer.get("config"), dict) and "layers" in layer["config"]:
+                visit(layer)
+
+    visit(config)
+    if len(shapes) != 1 or any(d is None for d in shapes[0]):
+        return None
+    return tuple(int(d) for d in shapes[0])
+
+
 def _check_model_file(path: Path) -> None:
     if not path.exists():
         raise InvalidInputError(f"model file '{path}' does not exist")

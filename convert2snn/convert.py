@@ -1,11 +1,13 @@
 """`convert`: any supported model + calibration data → `SpikingModel`."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
 
 import bridges
+from bridges.keras_to_onnx import keras_file_input_shape
 
 from .build import ConversionReport
 from .conversion import get_conversion
@@ -40,6 +42,7 @@ def convert(model: Any, conversion_type: str = "rate", calibration_data: Any = N
     x_cal = as_tensor(calibration_data, "calibration_data")
     if x_cal.dim() < 2:
         raise InvalidInputError(f"calibration_data must be a batch (N, ...), got shape {tuple(x_cal.shape)}")
+    _check_shape_before_export(model, x_cal)
     if isinstance(model, torch.nn.Module) and example_input is None:
         example_input = x_cal[:1]
     ann = bridges.to_torch(model, example_input)
@@ -65,3 +68,16 @@ def convert(model: Any, conversion_type: str = "rate", calibration_data: Any = N
 def load(path: Any) -> SpikingModel:
     """Read a model written by `SpikingModel.save`."""
     return SpikingModel.load(path)
+
+
+def _check_shape_before_export(model: Any, x_cal: torch.Tensor) -> None:
+    """For a `.keras` file the input shape is known without TensorFlow: check it before exporting."""
+    if not isinstance(model, (str, os.PathLike)):
+        return
+    expected = keras_file_input_shape(model) if os.path.exists(model) else None
+    if expected is not None and tuple(x_cal.shape[1:]) != expected:
+        raise InvalidInputError(
+            f"calibration_data has per-sample shape {tuple(x_cal.shape[1:])}, but the model expects {expected} "
+            "(the Keras model's own layout, e.g. NHWC); pass an array of shape "
+            f"(N, {', '.join(map(str, expected))})"
+        )

@@ -60,3 +60,15 @@ def test_keras_file_converts_exactly_and_is_untouched(keras_model):
     assert result.accuracy_at(256) >= 0.97
     with pytest.raises(convert2snn.InvalidInputError, match=r"expects \(10, 10, 2\)"):
         snn.predict(x.transpose(0, 3, 1, 2))
+
+
+def test_bad_calibration_shape_fails_before_export(keras_model, monkeypatch):
+    path, x, _ = keras_model
+    import bridges.keras_to_onnx
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the TensorFlow export must not start for bad calibration data")
+
+    monkeypatch.setattr(bridges.keras_to_onnx.subprocess, "run", no_export)
+    with pytest.raises(convert2snn.InvalidInputError, match=r"per-sample shape \(2, 10, 10\).*expects \(10, 10, 2\)"):
+        convert2snn.convert(str(path), calibration_data=x.transpose(0, 3, 1, 2))
