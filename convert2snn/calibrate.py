@@ -86,3 +86,98 @@ def collect_statistics(ann: fx.GraphModule, data: torch.Tensor, nodes: list[str]
                               per_channel=per_channel)
         for name in modules
     }
+
+
+# -- data-free bounds --------------------------------------------------------------------------
+class _IntervalInterpreter(fx.Interpreter):
+    """Propagates elementwise [low, high] bounds through a clean graph (interval arithmetic).
+
+    Each value is a pair (low, high) of per-sample tensors. Weighted layers split their weights by
+    sign; monotone maps (pooling, reshapes, padding, activations) apply to both ends.
+    """
+
+    def run_node(self, n: fx.Node):
+        if n.op == "placeholder":
+            return super().run_node(n)
+        if n.op == "output":
+            return super().run_node(n)
+        args = self.map_nodes_to_values(n.args, n)
+        if n.op == "call_module":
+            return _interval_module(self.module.get_submodule(n.target), args[0])
+        if n.op == "call_function":
+            return _interval_function(n.target, args, n.kwargs)
+        raise TypeError(f"cannot bound node {n.name} ({n.op})")
+
+
+def _interval_module(m: nn.Module, x: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    from bridges.fold import WEIGHTED_TYPES
+    from bridges.modules import Affine
+
+    low, high = x
+    if isinstance(m, WEIGHTED_TYPES):
+        pos, neg = m.weight.clamp(min=0), m.weight.clamp(max=0)
+
+        def call(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return _apply_weight(m, t, w)
+
+        bias = 0.0 if m.bias is None else m.bias.reshape((-1,) + (1,) * (low.dim() - 2))
+        return call(low, pos) + call(high, neg) + bias, call(high, pos) + call(low, neg) + bias
+    if isinstance(m, Affine):
+        scale = m.scale if m.scale is not None else torch.tensor(1.0)
+        bias = m.bias if m.bias is not None else torch.tensor(0.0)
+        a, b = low * scale + bias, high * scale + bias
+        return torch.minimum(a, b), torch.maximum(a, b)
+    # monotone non-decreasing maps: pooling, activations, reshapes, padding, upsampling, softmax-free heads
+    return m(low), m(high)
+
+
+def _apply_weight(m: nn.Module, t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``m``'s linear map with weight ``w`` and no bias."""
+    from bridges.fold import CONV_TYPES
+
+    if isinstance(m, nn.Linear):
+        return torch.nn.functional.linear(t, w)
+    if isinstance(m, CONV_TYPES):
+        return m._conv_forward(t, w, None)
+    fn = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
+          3: torch.nn.functional.conv_transpose3d}[w.dim() - 2]
+    return fn(t, w, None, m.stride, m.padding, m.output_padding, m.groups, m.dilation)
+
+
+def _interval_function(fn, args, kwargs):
+    import operator
+
+    if fn is operator.add:
+        return args[0][0] + args[1][0], args[0][1] + args[1][1]
+    if fn is operator.sub:
+        return args[0][0] - args[1][1], args[0][1] - args[1][0]
+    if fn is torch.cat:
+        parts = args[0]
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+        return torch.cat([p[0] for p in parts], dim=dim), torch.cat([p[1] for p in parts], dim=dim)
+    raise TypeError(f"cannot bound {getattr(fn, '__name__', fn)}")
+
+
+@torch.no_grad()
+def interval_maxima(ann: fx.GraphModule, input_shape: tuple[int, ...], input_range: tuple[float, float],
+                    nodes: list[str]) -> dict[str, torch.Tensor]:
+    """Upper bounds of the outputs of ``nodes`` over all inputs in ``input_range`` (data-free).
+
+    Each node's maximum is the largest activation any input in the box can produce, so a scale set
+    to it never clips; being a worst case it is larger than what real data reaches.
+    """
+    low = torch.full((1,) + tuple(input_shape), float(input_range[0]))
+    high = torch.full((1,) + tuple(input_shape), float(input_range[1]))
+    interp = _IntervalInterpreter(ann)
+    seen: dict[str, torch.Tensor] = {}
+    original = interp.run_node
+
+    def record(n: fx.Node):
+        out = original(n)
+        if n.name in nodes:
+            seen[n.name] = out[1].reshape(-1).max().clamp(min=0.0)
+        return out
+
+    interp.run_node = record
+    interp.run((low, high))
+    return seen

@@ -40,6 +40,11 @@ class ConversionType:
                report: Any) -> dict:
         return {}
 
+    def data_free_scales(self, ann: fx.GraphModule, options: Any, shapes: dict, layer_names: dict[str, str],
+                         report: Any) -> dict:
+        """Per-node parameters without calibration data (model-based); refuse if the type cannot."""
+        raise InvalidInputError(f"conversion_type={self.name!r} needs calibration_data")
+
     def finish(self, snn: fx.GraphModule, model: Any, example: Any) -> None:
         """Post-build work on the SNN graph (normalisation, checks)."""
 

@@ -32,6 +32,8 @@ class RateOptions:
     """Quantise each layer's weights to ``signed_bit``-bit signed integers times one scale per layer
     (0: off). The scale is folded into the next neuron's threshold, so integer hardware needs no
     other change (unlike SpKeras, whose integer threshold uses the wrong normalisation)."""
+    input_range: tuple[float, float] = (0.0, 1.0)
+    """Range of every input value, used only without calibration data (data-free bounds)."""
     batch_size: int = 256
     """Batch size for calibration and simulation."""
     seed: int = 0
@@ -60,6 +62,9 @@ class RateOptions:
             self.v_init = float(self.thresholding)
         if not (int(self.signed_bit) == 0 or 2 <= int(self.signed_bit) <= 32):
             raise InvalidInputError(f"signed_bit must be 0 (off) or 2..32, got {self.signed_bit}")
+        if len(tuple(self.input_range)) != 2 or not float(self.input_range[0]) < float(self.input_range[1]):
+            raise InvalidInputError(f"input_range must be (low, high) with low < high, got {self.input_range!r}")
+        self.input_range = (float(self.input_range[0]), float(self.input_range[1]))
         if int(self.batch_size) < 1:
             raise InvalidInputError(f"batch_size must be a positive integer, got {self.batch_size}")
 

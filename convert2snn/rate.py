@@ -25,6 +25,7 @@ from bridges.fold import WEIGHTED_TYPES, fold_input_scale, fold_output_affine
 from bridges.modules import Affine, OutputSoftmax, Pad, Permute, Reshape
 
 from .build import SNNBuilder, conversion_rule
+from .calibrate import interval_maxima
 from .conversion import ConversionType, conversion_type
 from .errors import ApproximationError, ConversionError
 from .options import RateOptions
@@ -148,12 +149,12 @@ def cat(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
 
 
 # -- λ per layer ----------------------------------------------------------------------------
-def layer_scales(ann: fx.GraphModule, stats: dict, percentile: float, shapes: dict[str, tuple[int, ...]],
+def layer_scales(ann: fx.GraphModule, maxima: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]],
                  report_names: dict[str, str], report) -> dict[str, torch.Tensor]:
-    """λ for each activation node: the percentile, capped by a clip value, never zero."""
+    """λ for each activation node from its measured (or bounded) maximum: capped by a clip value, never zero."""
     scales = {}
     for node in activation_nodes(ann):
-        lam = stats[node.name].scale(percentile).float()
+        lam = maxima[node.name].float()
         clip = _clip_value(ann.get_submodule(node.target))
         if clip is not None:
             lam = lam.clamp(max=clip)
@@ -410,7 +411,18 @@ class RateConversion(ConversionType):
         return options.percentile
 
     def scales(self, ann, stats, options, shapes, layer_names, report):
-        return layer_scales(ann, stats, options.percentile, shapes, layer_names, report)
+        maxima = {name: s.scale(options.percentile) for name, s in stats.items()}
+        return layer_scales(ann, maxima, shapes, layer_names, report)
+
+    def data_free_scales(self, ann, options, shapes, layer_names, report):
+        nodes = [n.name for n in activation_nodes(ann)]
+        maxima = interval_maxima(ann, tuple(shapes[next(iter(ann.graph.nodes)).name]), options.input_range, nodes)
+        report.approximations.append(
+            f"data-free normalisation: λ is the largest activation any input in {options.input_range} can produce "
+            "(no clipping, but coarser rates than data-based λ: pass calibration_data for fewer timesteps)")
+        if options.strict:
+            raise ApproximationError("no calibration_data: data-free normalisation is an approximation but strict=True")
+        return layer_scales(ann, maxima, shapes, layer_names, report)
 
     def finish(self, snn: fx.GraphModule, model, example: torch.Tensor) -> None:
         opts = model.options

@@ -85,3 +85,27 @@ def test_poisson_needs_unit_range(setup):
     net, x, _ = setup
     with pytest.raises(InvalidInputError, match=r"inputs in \[0, 1\]"):
         convert2snn.convert(net, calibration_data=x * 3, encoding="poisson")
+
+
+def test_data_free_conversion_warns_once_and_converges(setup):
+    import convert2snn.convert as convert_module
+
+    net, x, y = setup
+    convert_module._warned_data_free = False
+    with pytest.warns(UserWarning, match="no calibration_data"):
+        snn = convert2snn.convert(net, example_input=x[:1], progress=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convert2snn.convert(net, example_input=x[:1], progress=False)  # no second warning
+    assert any("data-free" in a for a in snn.report.approximations)
+    # worst-case bounds never clip: the scales exceed the data-based maxima
+    data_based = _convert(setup, percentile=100)
+    for layer, s in snn.report.scales.items():
+        assert s["lambda"] >= data_based.report.scales[layer]["lambda"] - 1e-6
+    assert snn.evaluate(x, y, timesteps=1024).accuracy[0] >= 0.97
+    with pytest.raises(ApproximationError):
+        convert2snn.convert(net, example_input=x[:1], strict=True)
+    with pytest.raises(InvalidInputError, match="input_range"):
+        convert2snn.convert(net, example_input=x[:1], input_range=(1, 0))
