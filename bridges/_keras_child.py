@@ -1,6 +1,8 @@
 """Child-process side of `bridges.to_onnx`: the only module that imports TensorFlow.
 
-Run as ``python -m bridges._keras_child REQUEST.json``. The request names the model file,
+Run by `bridges.keras_to_onnx.to_onnx` as a script (not through the `bridges` package, whose
+import would load torch and onnx2torch here) with one argument, REQUEST.json (``python -m
+bridges._keras_child REQUEST.json`` works too, only slower). The request names the model file,
 the output path and the options; the child writes a JSON reply next to it (``ok``, the
 Keras layer table, timings, or the error with the Keras layer it concerns). TensorFlow is
 never imported into the caller's process: TF and triton (SpikingJelly's GPU kernels)
@@ -86,16 +88,45 @@ def _guess_layer(message: str, layers: list[dict]) -> str | None:
     return best
 
 
+def _skip_optional_imports() -> None:
+    """Keep Keras from importing scikit-learn and matplotlib, which the export never uses.
+
+    Keras imports both at start-up when they are installed (its scikit-learn wrappers and
+    `plot_image_gallery`), each guarded by ``try: import … except ImportError``; a ``None``
+    entry in `sys.modules` makes that import fail at once. Saves about a third of the
+    child's TensorFlow import time (2 s of CPU on a 2-core machine; see
+    benchmarks/RESULTS.md). Only this child process is affected.
+    """
+    for name in ("sklearn", "matplotlib"):
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
+
+
+class _Clock:
+    """Wall and CPU seconds per stage, for the reply's ``timings``."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, stage: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.timings[stage] = wall - self._wall
+        self.timings["cpu_" + stage] = cpu - self._cpu
+        self._wall, self._cpu = wall, cpu
+
+
 def export(request: dict) -> dict:
     _silence_tensorflow()
-    t0 = time.perf_counter()
+    _skip_optional_imports()
+    clock = _Clock()
     import tensorflow as tf
     import tf2onnx
 
-    t_import = time.perf_counter() - t0
+    clock.lap("import_tf")
     model, flavour = _load_model(request["model_path"], request.get("flavour", "keras"))
     layers = _layer_table(model)
-    t_load = time.perf_counter() - t0 - t_import
+    clock.lap("load")
 
     if flavour == "keras":
         import keras
@@ -126,7 +157,7 @@ def export(request: dict) -> dict:
         )
     except Exception as exc:  # noqa: BLE001 - reported to the parent with the layer name
         raise RuntimeError(f"tf2onnx could not export the model: {exc}") from exc
-    t_export = time.perf_counter() - t0 - t_import - t_load
+    clock.lap("export")
 
     import onnx
 
@@ -141,11 +172,9 @@ def export(request: dict) -> dict:
     entry.key = "convert2snn.bridge"
     entry.value = json.dumps(meta)
     onnx.save(model_proto, request["out_path"])
-    return {
-        "ok": True,
-        "layers": layers,
-        "timings": {"import_tf": t_import, "load": t_load, "export": t_export},
-    }
+    clock.lap("save")
+    # Seconds: import_tf, load, export (tf2onnx), save; cpu_<stage>: the CPU time of each.
+    return {"ok": True, "layers": layers, "timings": clock.timings}
 
 
 def main(argv: list[str]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from torch import fx, nn
 from .canonicalize import BridgeInfo, canonicalize, has_output_softmax
 from .errors import InvalidInputError
 from .keras_to_onnx import is_keras_model, is_keras_path, to_onnx
-from .onnx_to_torch import bridge_metadata, check_supported, layer_of, load_onnx, node_support, onnx_to_fx
+from .onnx_to_torch import bridge_metadata, check_supported, load_onnx, node_layers, node_support, onnx_to_fx
 
 
 def _source_kind(model: Any) -> str:
@@ -65,6 +65,9 @@ class BridgeTimings:
     export: float = 0.0
     import_onnx: float = 0.0
     canonicalize: float = 0.0
+    # Keras input only: the export child's own stage timings, as `to_onnx` reports them
+    # (import_tf, load, export, save, process, and cpu_<stage>).
+    export_stages: dict = field(default_factory=dict)
 
 
 def to_torch(model: Any, example_input: torch.Tensor | None = None, *, onnx_path: str | os.PathLike | None = None,
@@ -85,7 +88,7 @@ def to_torch(model: Any, example_input: torch.Tensor | None = None, *, onnx_path
         if kind == "keras":
             t0 = time.perf_counter()
             path = Path(onnx_path) if onnx_path else Path(tmp) / "model.onnx"
-            to_onnx(model, path)
+            timings.export_stages = dict(to_onnx(model, path).get("timings", {}))
             timings.export = time.perf_counter() - t0
             proto = onnx.load(str(path))
         else:
@@ -100,10 +103,12 @@ def _onnx_to_clean(proto: onnx.ModelProto, timings: BridgeTimings, source: str) 
     raw = onnx_to_fx(proto)
     timings.import_onnx = time.perf_counter() - t0
     layers = meta.get("keras_layers", [])
+    # onnx2torch names every module after its ONNX node
+    layer_by_node = node_layers(proto, layers)
     sources = {}
     for node in raw.graph.nodes:
         if node.op == "call_module":
-            sources[node.name] = (layer_of(str(node.target), layers) if layers else None) or str(node.target)
+            sources[node.name] = layer_by_node.get(str(node.target)) or str(node.target)
     t0 = time.perf_counter()
     gm, clean_sources = canonicalize(raw, input_shape, sources)
     timings.canonicalize = time.perf_counter() - t0

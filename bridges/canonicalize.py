@@ -1,7 +1,9 @@
 """Raw fx graph (onnx2torch's, or a traced torch module) → clean graph, checked for equivalence."""
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,18 +72,41 @@ def canonicalize(raw: fx.GraphModule, input_shape: tuple[int, ...], sources: dic
     """
     gm = copy.deepcopy(raw)
     inputs = example_inputs(input_shape)
-    with torch.no_grad():
+    with _threads_for(input_shape), torch.no_grad():
         reference = [raw(*x) for x in inputs]
-    ctx = PassContext(gm=gm, example_inputs=inputs, sources=dict(sources or {}))
-    for node in gm.graph.nodes:
-        ctx.sources.setdefault(node.name, str(node.target) if node.op == "call_module" else node.name)
-    run_rules(ctx)
-    gm = _rename(gm, ctx.sources)
-    with torch.no_grad():
+        ctx = PassContext(gm=gm, example_inputs=inputs, sources=dict(sources or {}))
+        for node in gm.graph.nodes:
+            ctx.sources.setdefault(node.name, str(node.target) if node.op == "call_module" else node.name)
+        run_rules(ctx)
+        gm = _rename(gm, ctx.sources)
         for x, ref in zip(inputs, reference):
             out = gm(*x)
             _check_close(out, ref)
     return gm, gm.bridge_sources  # type: ignore[attr-defined]
+
+
+# Samples up to this many elements are recorded single-threaded (see `_threads_for`).
+SMALL_INPUT_ELEMENTS = 1 << 16
+
+
+@contextlib.contextmanager
+def _threads_for(input_shape: tuple[int, ...]):
+    """Run the recordings of small models on one thread.
+
+    The example batches have 2 and 3 samples: for small inputs every op is tiny and intra-op
+    threads only add synchronisation. On a loaded machine (CI runners, two cores shared with
+    other jobs) OpenMP's spin-waiting made canonicalising a 30-layer toy model take ~40 s
+    instead of ~3 s. Large inputs (ImageNet-sized) keep the caller's thread count.
+    """
+    previous = torch.get_num_threads()
+    small = math.prod(input_shape) <= SMALL_INPUT_ELEMENTS
+    if small and previous > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small and previous > 1:
+            torch.set_num_threads(previous)
 
 
 def _flat(t: Any) -> list[torch.Tensor]:
@@ -124,6 +149,7 @@ def _rename(gm: fx.GraphModule, sources: dict[str, str]) -> fx.GraphModule:
     new_sources: dict[str, str] = {}
     used: set[str] = set()
     module_sources: set[str] = set()
+    primary = _primary_modules(gm, sources)
 
     def unique(base: str) -> str:
         name, i = base, 1
@@ -152,7 +178,7 @@ def _rename(gm: fx.GraphModule, sources: dict[str, str]) -> fx.GraphModule:
         elif node.op == "call_module":
             module = gm.get_submodule(node.target)
             base = _sanitize(source)
-            if source in module_sources:  # a layer that became several modules: conv, then conv_relu
+            if primary.get(source, node) is not node:  # a layer that became several modules: conv, conv_relu
                 base = f"{base}_{type(module).__name__.lower()}"
             module_sources.add(source)
             name = unique(base)
@@ -168,6 +194,23 @@ def _rename(gm: fx.GraphModule, sources: dict[str, str]) -> fx.GraphModule:
     out = fx.GraphModule(root, graph)
     out.bridge_sources = new_sources
     return out
+
+
+def _primary_modules(gm: fx.GraphModule, sources: dict[str, str]) -> dict[str, fx.Node]:
+    """For every source layer, the module node that gets its bare name: its weighted layer if any."""
+    from .converters.lstm import LSTM
+    from .fold import WEIGHTED_TYPES
+
+    primary: dict[str, fx.Node] = {}
+    for node in gm.graph.nodes:
+        if node.op != "call_module":
+            continue
+        source = sources.get(node.name, node.name)
+        weighted = isinstance(gm.get_submodule(node.target), WEIGHTED_TYPES + (LSTM, torch.nn.LSTM))
+        current = primary.get(source)
+        if current is None or weighted and not isinstance(gm.get_submodule(current.target), WEIGHTED_TYPES + (LSTM, torch.nn.LSTM)):
+            primary[source] = node
+    return primary
 
 
 def _get_attr(gm: fx.GraphModule, target: str) -> Any:

@@ -11,12 +11,18 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from .errors import ExportError, InvalidInputError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+# Runs ``_keras_child.py`` as ``__main__`` with argv ``[script, request]``. Unlike
+# ``python script.py`` this does not put bridges/ on sys.path (where `errors.py`, `modules.py`…
+# could shadow top-level modules TensorFlow imports).
+_RUN_CHILD = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 
 
 def is_keras_model(obj: Any) -> bool:
@@ -105,7 +111,9 @@ def to_onnx(
     dimension and, for rank-4 inputs, NCHW layout (``nchw=True``). ``optimizers="fast"``
     runs the subset of tf2onnx's optimisers this project needs; ``"all"`` runs them all.
 
-    Returns the child's report: the Keras layer table and timings (seconds).
+    Returns the child's report: the Keras layer table and ``timings`` (seconds: ``import_tf``,
+    ``load``, ``export``, ``save`` with their ``cpu_…`` CPU times, and ``process``, the child's
+    wall time from start to exit).
     Raises `InvalidInputError` for a missing or malformed file and `ExportError` (naming the
     Keras layer where it can) when the export fails.
     """
@@ -145,9 +153,14 @@ def to_onnx(
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # Run the child script by its path, not as ``-m bridges._keras_child``: ``-m`` would
+        # first import the `bridges` package, i.e. torch, onnx2torch and torchvision, into the
+        # TensorFlow process (seconds of start-up, and torch next to TF is what we avoid).
+        child = Path(__file__).resolve().with_name("_keras_child.py")
+        started = time.perf_counter()
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "bridges._keras_child", str(tmp / "request.json")],
+                [sys.executable, "-c", _RUN_CHILD, str(child), str(tmp / "request.json")],
                 env=env,
                 capture_output=True,
                 text=True,
@@ -165,6 +178,8 @@ def to_onnx(
                 f"the Keras → ONNX export process died (exit code {proc.returncode}).{hint}\n" + "\n".join(tail)
             )
         reply = json.loads(reply_file.read_text())
+        # The child's whole life (interpreter start-up and exit included), next to its stages.
+        reply.setdefault("timings", {})["process"] = time.perf_counter() - started
     if not reply["ok"]:
         layer = reply.get("layer")
         where = f" at Keras layer '{layer}'" if layer else ""

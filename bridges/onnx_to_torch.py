@@ -73,17 +73,64 @@ def layer_of(node_name: str, layers: list[dict]) -> str | None:
     return best
 
 
+def node_layers(proto: onnx.ModelProto, layers: list[dict] | None = None) -> dict[str, str]:
+    """ONNX node name → Keras layer, for every node whose layer can be told.
+
+    tf2onnx scopes most node names with the layer (``model/conv1_1/BiasAdd``), but the nodes
+    its optimisers create or fuse are named after the op (``Conv__45``). Their constant
+    inputs (weights, biases: ``model/dw_1/Squeeze:0``) and outputs still carry the scope, so
+    those are read next: constants first (they belong to the node's own layer, whereas a
+    dynamic input comes from the previous layer), then outputs.
+    """
+    if layers is None:
+        layers = bridge_metadata(proto).get("keras_layers", [])
+    if not layers:
+        return {}
+    constants = {i.name for i in proto.graph.initializer}
+    constants |= {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
+    out = {}
+    for node in proto.graph.node:
+        candidates = [node.name] + [v for v in node.input if v in constants] + list(node.output)
+        for name in candidates:
+            layer = layer_of(name, layers)
+            if layer is not None:
+                out[node.name] = layer
+                break
+    # What is still unnamed (a Transpose the optimiser moved, …) belongs with its only
+    # consumer, or else with its only producer.
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in proto.graph.node:
+        for v in n.input:
+            if v in producer:
+                consumers.setdefault(producer[v].name, []).append(n)
+    changed = True
+    while changed:
+        changed = False
+        for node in proto.graph.node:
+            if node.name in out:
+                continue
+            users = {u.name for u in consumers.get(node.name, [])}
+            sources = {producer[v].name for v in node.input if v in producer and v not in constants}
+            for group in (users, sources):
+                if len(group) == 1 and next(iter(group)) in out:
+                    out[node.name] = out[next(iter(group))]
+                    changed = True
+                    break
+    return out
+
+
 def node_support(proto: onnx.ModelProto) -> list[OnnxNodeInfo]:
     """Every ONNX node with its Keras layer (when known) and whether a converter exists."""
     from onnx2torch.node_converters.registry import get_converter
 
     from . import converters  # noqa: F401  (registers ours)
 
-    layers = bridge_metadata(proto).get("keras_layers", [])
+    layers = node_layers(proto)
     opsets = {o.domain: o.version for o in proto.opset_import}
     out = []
     for node in proto.graph.node:
-        layer = layer_of(node.name, layers) if layers else None
+        layer = layers.get(node.name)
         supported, reason = True, ""
         if node.op_type in _HINTS:
             supported, reason = False, _HINTS[node.op_type]

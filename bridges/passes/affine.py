@@ -4,6 +4,7 @@ from __future__ import annotations
 import operator
 
 import torch
+import torch.nn.functional as F
 from onnx2torch.node_converters.binary_math_operations import OnnxBinaryMathOperation
 from onnx2torch.node_converters.concat import OnnxConcat
 from onnx2torch.node_converters.matmul import OnnxMatMul
@@ -11,8 +12,9 @@ from onnx2torch.node_converters.sum import OnnxSum
 from torch import fx, nn
 
 from ..fold import CONV_TRANSPOSE_TYPES as _CONVT_TYPES
-from ..fold import WEIGHTED_TYPES, fold_output_affine
-from ..modules import Affine
+from ..fold import CONV_TYPES as _CONV_TYPES
+from ..fold import WEIGHTED_TYPES, fold_input_scale, fold_output_affine
+from ..modules import Affine, Pad, Permute, Reshape
 from .core import PassContext, rule, single_user
 
 
@@ -204,3 +206,139 @@ def fold_constants(ctx: PassContext) -> int:
         node.replace_all_uses_with(attr)
         count += 1
     return count
+
+
+def _compress(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with every axis along which it is constant reduced to size 1 (still broadcasts the same)."""
+    for axis in range(t.dim()):
+        first = t.narrow(axis, 0, 1)
+        if t.shape[axis] > 1 and torch.equal(first.expand_as(t), t):
+            t = first
+    return t
+
+
+def _reshaped_constant(t: torch.Tensor | None, src: tuple[int, ...], dst: tuple[int, ...]) -> torch.Tensor | None:
+    return None if t is None else _compress(t.expand(src).reshape(dst))
+
+
+def _per_sample_shape(ctx: PassContext, node: fx.Node) -> tuple[int, ...] | None:
+    shape = ctx.shape(node)
+    return None if shape is None else tuple(shape[1:])
+
+
+@rule(Reshape, nn.Flatten)
+def affine_after_unit_reshape(ctx: PassContext, node: fx.Node) -> bool:
+    """``Affine → Reshape`` where the reshape only adds/drops unit axes → ``Reshape → Affine``.
+
+    Brings a bias or BatchNorm affine of a Conv1D (exported as Conv2D + Squeeze) next to the
+    layer it folds into, once the unit-axis reshapes cancel.
+    """
+    aff = node.args[0] if node.args else None
+    if not isinstance(aff, fx.Node) or aff.op != "call_module" or not isinstance(ctx.module(aff), Affine):
+        return False
+    if len(aff.users) != 1 or node.op != "call_module" or type(ctx.module(node)) not in (Reshape, nn.Flatten):
+        return False
+    src, dst = _per_sample_shape(ctx, aff), _per_sample_shape(ctx, node)
+    if src is None or dst is None or src == dst or [s for s in src if s != 1] != [s for s in dst if s != 1]:
+        return False
+    affine = ctx.module(aff)
+    try:
+        scale = _reshaped_constant(affine.scale, src, dst)
+        bias = _reshaped_constant(affine.bias, src, dst)
+    except RuntimeError:
+        return False
+    reshaped = ctx.insert_module(aff, Reshape(dst), (aff.args[0],), name="reshape", source_from=node)
+    new = ctx.insert_module(reshaped, Affine(scale, bias), (reshaped,), name="affine", source_from=aff)
+    ctx.replace(node, new)
+    return True
+
+
+@rule(Affine, priority=5)
+def affine_before_crop(ctx: PassContext, node: fx.Node) -> bool:
+    """``Crop → Affine`` with a per-channel affine → ``Affine → Crop`` (it can then fold backwards).
+
+    A Keras Conv2DTranspose(padding='same') becomes ConvTranspose + crop; its BatchNorm
+    comes after the crop.
+    """
+    crop = node.args[0]
+    if crop.op != "call_module" or not isinstance(ctx.module(crop), Pad) or len(crop.users) != 1:
+        return False
+    pads = ctx.module(crop).pads
+    if any(p > 0 for p in pads):
+        return False
+    out_shape = _per_sample_shape(ctx, node)
+    if out_shape is None:
+        return False
+    rank = len(out_shape)
+    cropped = {rank - 1 - i // 2 for i, p in enumerate(pads) if p != 0}  # F.pad order: last axis first
+    affine = ctx.module(node)
+    new = []
+    for t in (affine.scale, affine.bias):
+        if t is None:
+            new.append(None)
+            continue
+        try:
+            t = _compress(t.expand(out_shape))
+        except RuntimeError:
+            return False
+        if any(t.shape[a] != 1 for a in cropped):
+            return False
+        new.append(t)
+    moved = ctx.insert_module(crop.args[0], Affine(*new), (crop.args[0],), name="affine", source_from=node)
+    crop.replace_input_with(crop.args[0], moved)
+    ctx.replace(node, crop)
+    return True
+
+
+def _may_still_change(module: nn.Module) -> bool:
+    return isinstance(module, (Reshape, nn.Flatten, Permute, Pad)) or type(module).__module__.startswith("onnx2torch")
+
+
+def _input_bias_shift(layer: nn.Module, bias: torch.Tensor) -> torch.Tensor:
+    """``layer`` (without its own bias) applied to a constant per-input-channel ``bias``: one value per output."""
+    if isinstance(layer, nn.Linear):
+        return layer.weight @ bias.to(layer.weight)
+    extent = [d * (k - 1) + 1 for d, k in zip(layer.dilation, layer.kernel_size)]
+    x = bias.to(layer.weight).reshape((1, -1) + (1,) * len(extent)).expand((1, layer.in_channels) + tuple(extent))
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(extent)]
+    return conv(x, layer.weight, None, stride=1, padding=0, dilation=layer.dilation, groups=layer.groups).reshape(-1)
+
+
+@rule(Affine, priority=20)
+def fold_affine_into_consumer(ctx: PassContext, node: fx.Node) -> bool:
+    """A per-channel Affine whose only user is a Conv/Linear folds into that layer's input side.
+
+    What is left of a BatchNorm placed after a ReLU. A bias shift folds only into a Conv
+    without padding (padding zeros would not be shifted); a pure scale folds always.
+    """
+    user = single_user(node)
+    if user is None or user.op != "call_module" or len(user.args) != 1 or user.kwargs:
+        return False
+    producer = node.args[0]
+    if producer.op == "call_module" and _may_still_change(ctx.module(producer)):
+        return False  # a reshape/pad that other rules may remove: the affine may yet fold backwards
+    layer = ctx.module(user)
+    if not isinstance(layer, (nn.Linear,) + _CONV_TYPES):
+        return False
+    in_shape = _per_sample_shape(ctx, node)
+    if in_shape is None:
+        return False
+    channel_axis = len(in_shape) - 1 if isinstance(layer, nn.Linear) else 0
+    affine = ctx.module(node)
+    try:
+        scale = _channel_vector(affine.scale, in_shape, channel_axis)
+        bias = _channel_vector(affine.bias, in_shape, channel_axis)
+    except (ValueError, RuntimeError):
+        return False
+    if bias is not None and bool(bias.any()) and isinstance(layer, _CONV_TYPES):
+        if isinstance(layer.padding, str) or any(p != 0 for p in layer.padding) or layer.padding_mode != "zeros":
+            return False
+    with torch.no_grad():
+        shift = _input_bias_shift(layer, bias) if bias is not None else None
+        if scale is not None:
+            fold_input_scale(layer, scale)
+        if shift is not None:
+            fold_output_affine(layer, None, shift)
+    user.replace_input_with(node, node.args[0])
+    ctx.gm.graph.erase_node(node)
+    return True

@@ -210,7 +210,7 @@ def run_rules(ctx: PassContext, *, max_rounds: int = 50) -> int:
         ctx.record()
         changed = fold_constants(ctx)
         for node in list(ctx.gm.graph.nodes):
-            if node.graph is None or node not in ctx.values[0]:
+            if node.graph is None or getattr(node, "_erased", False) or node not in ctx.values[0]:
                 continue  # erased or created during this round
             for fn in rules_for(op_key(ctx.gm, node)):
                 if fn(ctx, node):

@@ -9,7 +9,8 @@ from onnx2torch.node_converters.activations import OnnxSoftmaxV1V11
 from onnx2torch.node_converters.clip import OnnxClip
 from onnx2torch.node_converters.global_average_pool import (OnnxGlobalAveragePool,
                                                             OnnxGlobalAveragePoolWithKnownInputShape)
-from onnx2torch.node_converters.pad import OnnxPadStatic
+from onnx2torch.node_converters.min_max import OnnxMinMax
+from onnx2torch.node_converters.pad import OnnxPadDynamic, OnnxPadStatic, _onnx_padding_to_torch
 from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
 from onnx2torch.node_converters.resize import OnnxResize
 from torch import fx, nn
@@ -84,6 +85,63 @@ def clamp_to_module(ctx: PassContext, node: fx.Node) -> bool:
     if new is None:
         return False
     ctx.replace_with_module(node, new, (node.args[0],), name=type(new).__name__.lower())
+    return True
+
+
+@rule(OnnxMinMax)
+def min_max_with_constant(ctx: PassContext, node: fx.Node) -> bool:
+    """ONNX Max(x, c) / Min(x, c) with a scalar constant → ``torch.clamp(x, min=c)`` / ``(x, max=c)``."""
+    if len(node.args) != 2 or node.kwargs:
+        return False
+    a, b = node.args
+    x, c = (b, a) if isinstance(a, fx.Node) and ctx.is_constant(a) else (a, b)
+    value = ctx.constant_value(c)
+    if not isinstance(x, fx.Node) or ctx.is_constant(x) or value is None or value.numel() != 1:
+        return False
+    key = "min" if ctx.module(node)._op_type == "Max" else "max"
+    new = ctx.insert_function(node, torch.clamp, (x,), {key: float(value)}, source_from=node)
+    ctx.replace(node, new)
+    return True
+
+
+def _clip_bounds(ctx: PassContext, node) -> tuple[float, float] | None:
+    """The interval a clipping activation (ReLU, ReLU6, Hardtanh, constant clamp) maps onto."""
+    if not isinstance(node, fx.Node):
+        return None
+    if node.op == "call_module":
+        mod = ctx.module(node)
+        if type(mod) is nn.ReLU:
+            return 0.0, math.inf
+        if isinstance(mod, nn.Hardtanh):
+            return float(mod.min_val), float(mod.max_val)
+        return None
+    if node.op == "call_function" and node.target is torch.clamp and len(node.args) == 1:
+        lo, hi = node.kwargs.get("min"), node.kwargs.get("max")
+        if isinstance(lo, fx.Node) or isinstance(hi, fx.Node) or set(node.kwargs) - {"min", "max"}:
+            return None
+        return (-math.inf if lo is None else float(lo)), (math.inf if hi is None else float(hi))
+    return None
+
+
+@rule(nn.ReLU, nn.Hardtanh, torch.clamp, priority=-1)
+def merge_clips(ctx: PassContext, node: fx.Node) -> bool:
+    """Two clips in a row are one clip onto the intersection (Keras ReLU(max_value=c) → Hardtanh(0, c))."""
+    outer = _clip_bounds(ctx, node)
+    prev = node.args[0] if node.args else None
+    inner = _clip_bounds(ctx, prev)
+    if outer is None or inner is None or len(prev.users) != 1:
+        return False
+    lo, hi = max(outer[0], inner[0]), min(outer[1], inner[1])
+    if lo > hi:
+        return False
+    new = _clip_module(lo, hi)
+    x = prev.args[0]
+    if new is None:
+        kwargs = {k: v for k, v in (("min", lo), ("max", hi)) if math.isfinite(v)}
+        out = ctx.insert_function(node, torch.clamp, (x,), kwargs, source_from=node)
+        ctx.replace(node, out)
+    else:
+        ctx.replace_with_module(node, new, (x,), name=type(new).__name__.lower())
     return True
 
 
@@ -181,6 +239,25 @@ def onnx_pad_to_module(ctx: PassContext, node: fx.Node) -> bool:
     if mod.mode != "constant":
         return False
     ctx.replace_with_module(node, Pad(tuple(mod.pads), mod.constant_value), (node.args[0],), name="pad")
+    return True
+
+
+@rule(OnnxPadDynamic)
+def onnx_pad_dynamic_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """Pad whose pads (and value) are constants (tf2onnx's ZeroPadding) → `Pad`."""
+    mod = ctx.module(node)
+    if mod.mode != "constant" or len(node.args) < 2:
+        return False
+    pads = ctx.constant_value(node.args[1])
+    value = node.args[2] if len(node.args) > 2 else node.kwargs.get("constant_value", 0.0)
+    if isinstance(value, fx.Node):
+        value = ctx.constant_value(value)
+        if value is None or value.numel() != 1:
+            return False
+    if pads is None or value is None:
+        return False
+    torch_pads = _onnx_padding_to_torch([int(p) for p in pads.tolist()])
+    ctx.replace_with_module(node, Pad(tuple(torch_pads), float(value)), (node.args[0],), name="pad")
     return True
 
 

@@ -144,3 +144,51 @@ def drop_identity(ctx: PassContext, node: fx.Node) -> bool:
             return False
     ctx.replace(node, x)
     return True
+
+
+def _is_reshape(ctx: PassContext, node: fx.Node) -> bool:
+    """A batch-preserving reshape in canonical form (`Reshape` or a full `nn.Flatten`)."""
+    if not isinstance(node, fx.Node) or node.op != "call_module":
+        return False
+    mod = ctx.module(node)
+    return type(mod) is Reshape or type(mod) is nn.Flatten and mod.start_dim == 1 and mod.end_dim == -1
+
+
+@rule(Reshape, nn.Flatten, priority=-1)
+def reshape_of_reshape(ctx: PassContext, node: fx.Node) -> bool:
+    """A reshape of a reshape reads the first one's input (the middle one may then go)."""
+    if not _is_reshape(ctx, node) or not _is_reshape(ctx, node.args[0]):
+        return False
+    node.replace_input_with(node.args[0], node.args[0].args[0])
+    return True
+
+
+def _without_units(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(s for s in shape if s != 1)
+
+
+@rule(Reshape, nn.Flatten, priority=-1)
+def squeeze_before_permute(ctx: PassContext, node: fx.Node) -> bool:
+    """``Permute → Reshape`` that only drops unit axes → ``Reshape → Permute`` on the remaining axes.
+
+    Keras Conv1D / pooling-1D export as ExpandDims → 2-D op → Squeeze: once the 2-D ops are 1-D
+    again (see ``unit_axes``), this lets the unit-axis reshapes meet and cancel.
+    """
+    if not _is_reshape(ctx, node):
+        return False
+    perm_node = node.args[0]
+    if perm_node.op != "call_module" or not isinstance(ctx.module(perm_node), Permute) or len(perm_node.users) != 1:
+        return False
+    src, mid, dst = _batch_shapes(ctx, perm_node.args[0]), _batch_shapes(ctx, perm_node), _batch_shapes(ctx, node)
+    if src is None or mid is None or dst is None or dst != _without_units(mid) or len(dst) < 1:
+        return False
+    kept = [i for i, s in enumerate(src) if s != 1]
+    order = [d - 1 for d in ctx.module(perm_node).dims[1:] if src[d - 1] != 1]
+    perm = (0,) + tuple(kept.index(i) + 1 for i in order)
+    squeezed = ctx.insert_module(perm_node, Reshape(_without_units(src)), (perm_node.args[0],), name="reshape",
+                                 source_from=perm_node)
+    out = squeezed
+    if perm != tuple(range(len(perm))):
+        out = ctx.insert_module(squeezed, Permute(perm), (squeezed,), name="permute", source_from=perm_node)
+    ctx.replace(node, out)
+    return True
