@@ -12,8 +12,9 @@ from .convert import convert, load
 from .errors import (ApproximationError, ConversionError, ExportError, InvalidInputError,
                      UnsupportedLayerError)
 from .model import EvaluationResult, SpikingModel
+from .sweep import sweep
 
 __version__ = "0.1.0"
 
-__all__ = ["convert", "load", "SpikingModel", "EvaluationResult", "ConversionError", "UnsupportedLayerError",
+__all__ = ["convert", "load", "sweep", "SpikingModel", "EvaluationResult", "ConversionError", "UnsupportedLayerError",
            "InvalidInputError", "ExportError", "ApproximationError", "__version__"]

@@ -1,12 +1,9 @@
 """`SpikingModel`: the converted network and what users do with it (predict, evaluate, count, save)."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable
@@ -16,11 +13,14 @@ import torch
 from torch import fx
 
 from bridges.canonicalize import BridgeInfo
+from bridges.modules import Affine
 
 from .build import ConversionReport, build_snn
 from .conversion import get_conversion
 from .errors import InvalidInputError
-from .nodes import is_neuron
+from . import metrics
+from .metrics import EvaluationResult
+from .nodes import is_neuron, neurons_per_unit
 from .options import make_options
 from .sequence import propagate_shapes
 from .serialize import graph_from_spec, graph_to_spec
@@ -92,49 +92,6 @@ def check_timesteps(timesteps: Any) -> list[int]:
     return [int(t) for t in values]
 
 
-@dataclass
-class EvaluationResult:
-    """Accuracy at every requested T from one simulation, with the ANN's accuracy and spike statistics."""
-
-    timesteps: list[int]
-    accuracy: list[float]
-    ann_accuracy: float
-    spikes_per_neuron: list[float]  # mean spikes per neuron per inference, up to each T
-    layer_spikes_per_neuron: dict[str, list[float]] = field(default_factory=dict)
-    samples: int = 0
-
-    def accuracy_at(self, t: int) -> float:
-        return self.accuracy[self.timesteps.index(t)]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"timesteps": self.timesteps, "accuracy": self.accuracy, "ann_accuracy": self.ann_accuracy,
-                "spikes_per_neuron": self.spikes_per_neuron, "layer_spikes_per_neuron": self.layer_spikes_per_neuron,
-                "samples": self.samples}
-
-    def to_json(self, path: str | os.PathLike | None = None) -> str:
-        text = json.dumps(self.as_dict(), indent=2)
-        if path is not None:
-            Path(path).write_text(text)
-        return text
-
-    def to_csv(self, path: str | os.PathLike | None = None) -> str:
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["T", "accuracy", "ann_accuracy", "spikes_per_neuron"])
-        for t, a, s in zip(self.timesteps, self.accuracy, self.spikes_per_neuron):
-            writer.writerow([t, f"{a:.6f}", f"{self.ann_accuracy:.6f}", f"{s:.6f}"])
-        if path is not None:
-            Path(path).write_text(buf.getvalue())
-        return buf.getvalue()
-
-    def __str__(self) -> str:
-        lines = [f"ANN accuracy: {100 * self.ann_accuracy:.2f} %  ({self.samples} samples)",
-                 f"{'T':>6} {'SNN acc %':>10} {'loss pp':>8} {'spikes/neuron':>14}"]
-        for t, a, s in zip(self.timesteps, self.accuracy, self.spikes_per_neuron):
-            lines.append(f"{t:>6} {100 * a:>10.2f} {100 * (self.ann_accuracy - a):>8.2f} {s:>14.3f}")
-        return "\n".join(lines)
-
-
 class SpikingModel:
     """A converted SNN. ``network`` is a plain multi-step `torch.nn.Module` of SpikingJelly-compatible nodes.
 
@@ -165,12 +122,18 @@ class SpikingModel:
         return snn
 
     def _count_neurons(self) -> dict[str, int]:
-        propagate_shapes(self.network, torch.zeros((1, 1) + tuple(self.bridge_info.input_shape)))
-        counts = {}
-        for node in self.network.graph.nodes:
-            if node.op == "call_module" and is_neuron(self.network.get_submodule(node.target)):
-                counts[node.target] = int(np.prod(node.meta["tensor_meta"].shape[2:]))
-        return counts
+        """Neurons per neuron module: output elements per sample × the module's neurons per unit
+        (n for a population); modules nested in others (LSTM gates) are counted too."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        modules = {name: m for name, m in self.network.named_modules() if is_neuron(m)}
+        handles = [m.register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[2:])))
+                   for name, m in modules.items()]
+        try:
+            propagate_shapes(self.network, torch.zeros((1, 1) + tuple(self.bridge_info.input_shape)))
+        finally:
+            for h in handles:
+                h.remove()
+        return {name: int(np.prod(shapes[name])) * neurons_per_unit(m) for name, m in modules.items() if name in shapes}
 
     def _activation_size(self) -> int:
         total = 0
@@ -200,11 +163,13 @@ class SpikingModel:
         self.ann.to("cpu")
         return torch.cat(outs).numpy()
 
-    def _simulate(self, x: torch.Tensor, timesteps: list[int], per_neuron: bool = False, batch_size: int | None = None):
+    def _simulate(self, x: torch.Tensor, timesteps: list[int], per_neuron: bool = False, batch_size: int | None = None,
+                  **counting: Any):
+        """One simulation; ``counting`` (fan_out, sink, trace) goes to the spike counter (see `simulate`)."""
         return simulate(self.network, x, timesteps, batch_size=batch_size or self.options.batch_size,
                         encoding=self.options.encoding, seed=self.options.seed, device=self.device,
                         layer_names=self._layer_names, activation_elements=self._activation_elements,
-                        per_neuron=per_neuron, progress=self.options.progress)
+                        per_neuron=per_neuron, progress=self.options.progress, **counting)
 
     def predict(self, x: Any, timesteps: int = 32, batch_size: int | None = None) -> np.ndarray:
         """SNN output scores (N, C) after ``timesteps`` steps: the readout's estimate of the ANN's logits."""
@@ -213,43 +178,148 @@ class SpikingModel:
             raise InvalidInputError("predict takes one number of timesteps; use evaluate for several")
         return self._simulate(self._inputs(x), t, batch_size=batch_size).outputs[t[0]]
 
-    def evaluate(self, x: Any, y: Any, timesteps: Any = (8, 16, 32), batch_size: int | None = None) -> EvaluationResult:
-        """Accuracy at every T in ``timesteps`` (one simulation up to max T) and the ANN's accuracy."""
+    def evaluate(self, x: Any, y: Any, timesteps: Any = (8, 16, 32), batch_size: int | None = None, *,
+                 energy: Any = "45nm-fp32", correlation: bool = True) -> EvaluationResult:
+        """Accuracy at every T in ``timesteps`` from one simulation up to max T, with the ANN's accuracy.
+
+        Also per T: spikes per neuron (overall and per layer), synaptic operations (spikes × fan-out),
+        the energy estimate under ``energy`` (a preset "45nm-fp32" / "fp16" / "int8", or custom
+        (E_MAC, E_AC) in pJ; see `convert2snn.metrics`), time-to-accuracy, and (``correlation=True``)
+        the per-layer Pearson r between decoded rates and the ANN's activations.
+        """
         ts = sorted(set(check_timesteps(timesteps)))
+        model = metrics.energy_model(energy)
         xt = self._inputs(x)
         ann_out = self.ann_predict(x, batch_size)
         labels = labels_to_indices(y, xt.shape[0], ann_out.shape[1])
-        result = self._simulate(xt, ts, batch_size=batch_size)
+        sink = metrics.Correlation(self.ann, metrics.correlation_pairs(self), self.device) if correlation else None
+        try:
+            result = self._simulate(xt, ts, batch_size=batch_size, fan_out=self._fan_out_tensors(), sink=sink)
+        finally:
+            self.ann.to("cpu")
+        n = xt.shape[0]
         total_neurons = max(1, sum(self._neurons.values()))
-        per_layer = {}
         cumulative = {k: np.cumsum(v) for k, v in result.spikes.per_step.items()}
-        spikes = []
-        for t in ts:
-            spikes.append(float(sum(c[t - 1] for c in cumulative.values()) / (xt.shape[0] * total_neurons)))
-        for layer, c in cumulative.items():
-            per_layer[layer] = [float(c[t - 1] / (xt.shape[0] * self._neurons[layer])) for t in ts]
+        spikes = [float(sum(c[t - 1] for c in cumulative.values()) / (n * total_neurons)) for t in ts]
+        per_layer = {layer: [float(c[t - 1] / (n * self._neurons[layer])) for t in ts] for layer, c in cumulative.items()}
+        sops_cum = {k: np.cumsum(v) for k, v in result.spikes.sops_per_step.items()}
+        layer_sops = {layer: [float(c[t - 1] / n) for t in ts] for layer, c in sops_cum.items()}
+        sops = [float(sum(v[i] for v in layer_sops.values())) for i in range(len(ts))]
+        static = self._static_metrics()
+        accuracy = [float((result.outputs[t].argmax(1) == labels).mean()) for t in ts]
+        ann_accuracy = float((ann_out.argmax(1) == labels).mean())
         return EvaluationResult(
-            timesteps=ts,
-            accuracy=[float((result.outputs[t].argmax(1) == labels).mean()) for t in ts],
-            ann_accuracy=float((ann_out.argmax(1) == labels).mean()),
-            spikes_per_neuron=spikes, layer_spikes_per_neuron=per_layer, samples=int(xt.shape[0]),
+            timesteps=ts, accuracy=accuracy, ann_accuracy=ann_accuracy, spikes_per_neuron=spikes,
+            layer_spikes_per_neuron=per_layer, samples=int(n), neurons=dict(self._neurons),
+            sops=sops, layer_sops=layer_sops, input_macs=float(static["input_macs"]),
+            ann_macs=float(sum(static["ann_macs"].values())), layer_macs={k: float(v) for k, v in static["ann_macs"].items()},
+            energy_model=model.as_dict(),
+            snn_energy_pj=[metrics.snn_energy_pj(s, static["input_macs"], model) for s in sops],
+            ann_energy_pj=metrics.ann_energy_pj(sum(static["ann_macs"].values()), model),
+            time_to_accuracy={"1pp": metrics.time_to_accuracy(ts, accuracy, ann_accuracy, 0.01),
+                              "0.1pp": metrics.time_to_accuracy(ts, accuracy, ann_accuracy, 0.001)},
+            layer_correlation=sink.result(per_layer, ts) if sink is not None else {},
         )
 
-    def spike_counts(self, x: Any, timesteps: int = 32, per_neuron: bool = False) -> dict[str, Any]:
-        """Spikes per neuron layer over all of ``x`` after ``timesteps`` steps.
+    def spike_counts(self, x: Any, timesteps: int = 32, per_neuron: bool = False, mode: int = 0) -> dict[str, Any]:
+        """Spikes per neuron layer over all of ``x`` after ``timesteps`` steps (SpKeras SpikeCounter).
 
-        ``per_neuron=False``: total spikes per layer (ints). ``per_neuron=True``: an array with each
-        neuron's spike count summed over the samples (for histograms).
+        ``mode=0``: total spikes per layer (ints); with ``per_neuron=True`` an array with each
+        neuron's spike count summed over the samples. ``mode=1`` (SpKeras's histogram mode): per
+        layer an int array ``h`` where ``h[k]`` is how many (sample, neuron) pairs fired exactly k
+        spikes, k = 0..max.
         """
         t = check_timesteps(timesteps)[0]
+        if mode not in (0, 1):
+            raise InvalidInputError(f"mode must be 0 (totals) or 1 (per-neuron histogram), got {mode!r}")
+        if mode == 1:
+            hist = metrics.Histogram()
+            self._simulate(self._inputs(x), [t], sink=hist)
+            return dict(hist.counts)
         result = self._simulate(self._inputs(x), [t], per_neuron=per_neuron)
         if per_neuron:
             return {k: v.astype(np.int64) for k, v in result.spikes.per_neuron.items()}
         return {k: int(round(float(v[:t].sum()))) for k, v in result.spikes.per_step.items()}
 
-    def neuron_counts(self) -> dict[str, int]:
-        """Neurons per layer (per sample)."""
-        return dict(self._neurons)
+    def neuron_counts(self, mode: int = 0) -> dict[str, int]:
+        """Neurons per layer, per sample (SpKeras NeuronNumbers).
+
+        ``mode=1`` leaves out neuron layers fed directly by average pooling (as SpKeras's mode 1 does).
+        """
+        if mode not in (0, 1):
+            raise InvalidInputError(f"mode must be 0 (all layers) or 1 (without layers after average pooling), got {mode!r}")
+        if mode == 0:
+            return dict(self._neurons)
+        return {k: v for k, v in self._neurons.items() if not self._after_average_pooling(k)}
+
+    def _after_average_pooling(self, layer: str) -> bool:
+        avg = (torch.nn.AvgPool1d, torch.nn.AvgPool2d, torch.nn.AvgPool3d, torch.nn.AdaptiveAvgPool1d,
+               torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveAvgPool3d)
+        node = next((n for n in self.network.graph.nodes if n.op == "call_module" and n.target == layer), None)
+        while node is not None and node.all_input_nodes:
+            node = node.all_input_nodes[0]
+            if node.op != "call_module":
+                return False
+            module = self.network.get_submodule(node.target)
+            inner = getattr(module, "module", module)
+            if isinstance(inner, avg):
+                return True
+            if not isinstance(inner, Affine) or len(node.all_input_nodes) != 1:
+                return False
+        return False
+
+    def fan_out(self) -> dict[str, np.ndarray]:
+        """Synapses driven by each neuron (per neuron layer, in the layer's per-sample shape); see `convert2snn.metrics`."""
+        return {k: v.copy() for k, v in self._static_metrics()["fan_out"].items()}
+
+    def spike_trains(self, x: Any, timesteps: int = 32, neurons: int = 8) -> dict[str, dict[str, np.ndarray]]:
+        """Spike trains of ``neurons`` neurons per layer for the first sample of ``x``.
+
+        Returns layer → {"indices": flat neuron indices, "spikes": [T, k] 0/1 array}. The neurons are
+        spread over the ANN activation ranks of that sample (active ones first), so a raster shows a
+        range of rates.
+        """
+        t = check_timesteps(timesteps)[0]
+        xt = self._inputs(x)[:1]
+        chosen = self._pick_neurons(xt, int(neurons))
+        result = self._simulate(xt, [t], trace={k: torch.as_tensor(v) for k, v in chosen.items()})
+        return {k: {"indices": chosen[k], "spikes": result.spikes.traces[k][:t]} for k in chosen if k in result.spikes.traces}
+
+    @torch.no_grad()
+    def _pick_neurons(self, xt: torch.Tensor, k: int) -> dict[str, np.ndarray]:
+        pairs = metrics.correlation_pairs(self)
+        sink = metrics.Correlation(self.ann, pairs)
+        sink.begin_batch(xt)
+        chosen = {}
+        for layer, count in self._neurons.items():
+            act = sink.activations.get(layer)
+            if act is not None:
+                order = torch.argsort(act[0], descending=True)
+                active = int((act[0] > 0).sum())
+                pool = order[:max(active, min(k, count))]
+                picks = pool[torch.linspace(0, len(pool) - 1, min(k, len(pool))).round().long()]
+            else:
+                picks = torch.linspace(0, count - 1, min(k, count)).round().long()
+            chosen[layer] = np.unique(picks.numpy())
+        self.ann.to("cpu")
+        return chosen
+
+    def _fan_out_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v) for k, v in self._static_metrics()["fan_out"].items()}
+
+    def _static_metrics(self) -> dict[str, Any]:
+        """Fan-out, input-layer MACs and ANN MACs: structural, computed once per model."""
+        cache = getattr(self, "_static", None)
+        if cache is None:
+            poisson = self.options.encoding == "poisson"
+            shape = tuple(self.bridge_info.input_shape)
+            cache = {
+                "fan_out": metrics.fan_out(self.network, shape, include_input=poisson),
+                "input_macs": 0 if poisson else sum(metrics.input_layer_macs(self.network, shape).values()),
+                "ann_macs": metrics.ann_macs(self.ann, shape),
+            }
+            self._static = cache
+        return cache
 
     # -- files -------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

@@ -138,3 +138,15 @@ class MembraneReadout(base.MemoryModule):
 def is_neuron(module: nn.Module) -> bool:
     """True for modules that emit spikes (what spike counters count)."""
     return isinstance(module, BaseNode)
+
+
+def neurons_per_unit(module: nn.Module) -> int:
+    """Neurons behind each output element: 1, or n for a population node (see `convert2snn.population_nodes`)."""
+    return int(getattr(module, "neurons_per_unit", 1))
+
+
+def unit_spikes(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
+    """Spikes per output element of a neuron module: the output itself (0/1), or, for a population
+    whose output is its mean spike train ±k/n, the count k = |output|·n."""
+    n = neurons_per_unit(module)
+    return output if n == 1 else torch.round(output.abs() * n)

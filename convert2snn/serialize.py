@@ -27,7 +27,8 @@ _MODULE_CLASSES: dict[str, type] = {
         nn.AdaptiveMaxPool3d, nn.Flatten, nn.Unflatten, nn.Upsample, nn.Identity, Reshape, Permute, Pad, Affine, LSTM,
     )
 }
-_FUNCTIONS: dict[str, Callable] = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "cat": torch.cat}
+_FUNCTIONS: dict[str, Callable] = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "cat": torch.cat,
+                                  "getitem": operator.getitem}  # getitem: picks one of an LSTM's outputs
 _FUNCTION_NAMES = {v: k for k, v in _FUNCTIONS.items()}
 
 

@@ -16,7 +16,7 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
-from .nodes import is_neuron
+from .nodes import is_neuron, unit_spikes
 from .progress import progress_bar
 from .sequence import constant_sequence
 
@@ -31,6 +31,8 @@ class SpikeRecord:
     per_step: dict[str, np.ndarray] = field(default_factory=dict)  # layer → [T_max] spikes at step t
     per_neuron: dict[str, np.ndarray] = field(default_factory=dict)  # layer → [neurons] spikes over all samples
     neurons: dict[str, int] = field(default_factory=dict)  # layer → neurons per sample
+    sops_per_step: dict[str, np.ndarray] = field(default_factory=dict)  # layer → [T_max] spikes × fan-out at step t
+    traces: dict[str, np.ndarray] = field(default_factory=dict)  # layer → [T_max, k] spike trains of the first sample
 
 
 @dataclass
@@ -41,25 +43,68 @@ class SimulationResult:
 
 
 class _SpikeCounter:
-    """Forward hooks on every neuron module: the one counting mechanism behind all spike metrics."""
+    """Forward hooks on every neuron module: the one counting mechanism behind all spike metrics.
 
-    def __init__(self, network: nn.Module, names: dict[str, str], steps: int, per_neuron: bool):
+    Always: spikes per layer and step. Optionally: spikes per neuron (summed over samples);
+    synaptic operations per layer and step (``fan_out``: layer → per-neuron fan-out; the key
+    ``"input"`` counts spike-coded input through a pre-hook on the network); per-sample counts up
+    to each T in ``snapshots`` handed to ``sink`` (a `convert2snn.metrics.SampleCounts`: histograms,
+    ANN↔SNN correlation); spike trains of chosen neurons of the first sample (``trace``).
+    """
+
+    def __init__(self, network: nn.Module, names: dict[str, str], steps: int, per_neuron: bool, *,
+                 fan_out: dict[str, torch.Tensor] | None = None, snapshots: tuple[int, ...] = (), sink=None,
+                 trace: dict[str, torch.Tensor] | None = None):
         self.per_step: dict[str, torch.Tensor] = {}
         self.per_neuron: dict[str, torch.Tensor] = {}
+        self.sops: dict[str, torch.Tensor] = {}
+        self.traces: dict[str, torch.Tensor] = {}
         self.neurons: dict[str, int] = {}
         self.offset = 0
+        self.batch = -1
         self.steps = steps
         self.per_neuron_enabled = per_neuron
+        self.fan_out = {k: v.reshape(-1).double() for k, v in (fan_out or {}).items()}
+        self.snapshots = sorted(set(snapshots)) if sink is not None else []
+        self.sink = sink
+        self.trace = trace or {}
+        self.running: dict[str, torch.Tensor] = {}
         self.handles = []
         for module_name, module in network.named_modules():
             if is_neuron(module):
                 layer = names.get(module_name, module_name)
                 self.handles.append(module.register_forward_hook(self._hook(layer)))
+        if "input" in self.fan_out:
+            self.handles.append(network.register_forward_pre_hook(self._input_hook))
+
+    def start_batch(self, x: torch.Tensor) -> None:
+        self.offset = 0
+        self.batch += 1
+        self.running = {}
+        if self.sink is not None:
+            self.sink.begin_batch(x)
+
+    def end_batch(self) -> None:
+        if self.sink is not None:
+            self.sink.end_batch()
+
+    def _add_sops(self, layer: str, flat: torch.Tensor) -> None:
+        fan = self.fan_out.get(layer)
+        if fan is None:
+            return
+        if layer not in self.sops:
+            self.sops[layer] = torch.zeros(self.steps, dtype=torch.float64)
+        per_neuron_step = flat.sum(dim=1).double()  # [steps, neurons]: spikes summed over the batch
+        self.sops[layer][self.offset:self.offset + flat.shape[0]] += (per_neuron_step @ fan.to(flat.device)).cpu()
+
+    def _input_hook(self, _module, args) -> None:
+        x_seq = args[0]
+        self._add_sops("input", x_seq.detach().reshape(x_seq.shape[0], x_seq.shape[1], -1))
 
     def _hook(self, layer: str):
         def hook(_module, _inputs, spikes: torch.Tensor) -> None:
             steps = spikes.shape[0]
-            flat = spikes.detach().reshape(steps, spikes.shape[1], -1)
+            flat = unit_spikes(_module, spikes.detach()).reshape(steps, spikes.shape[1], -1)
             self.neurons[layer] = flat.shape[2]
             if layer not in self.per_step:
                 self.per_step[layer] = torch.zeros(self.steps, dtype=torch.float64)
@@ -67,6 +112,20 @@ class _SpikeCounter:
             if self.per_neuron_enabled:
                 counts = flat.sum(dim=(0, 1)).double().cpu()
                 self.per_neuron[layer] = self.per_neuron.get(layer, torch.zeros_like(counts)) + counts
+            self._add_sops(layer, flat)
+            if self.snapshots:
+                running = self.running.get(layer)
+                if running is None:
+                    running = torch.zeros(flat.shape[1:], dtype=torch.float32, device=flat.device)
+                for t in self.snapshots:
+                    if self.offset < t <= self.offset + steps:
+                        self.sink.update(layer, t, running + flat[:t - self.offset].sum(dim=0))
+                self.running[layer] = running + flat.sum(dim=0)
+            if self.batch == 0 and layer in self.trace:
+                if layer not in self.traces:
+                    self.traces[layer] = torch.zeros(self.steps, len(self.trace[layer]))
+                idx = self.trace[layer].to(flat.device)
+                self.traces[layer][self.offset:self.offset + steps] = flat[:, 0, idx].float().cpu()
         return hook
 
     def close(self) -> None:
@@ -84,16 +143,20 @@ def chunk_length(activation_elements: int, batch: int, steps: int, budget_bytes:
 def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch_size: int = 256,
              encoding: str = "analog", seed: int = 0, device: str | torch.device = "cpu", layer_names: dict[str, str] | None = None,
              activation_elements: int = 0, per_neuron: bool = False, progress: bool = True,
-             chunk: int | None = None) -> SimulationResult:
+             chunk: int | None = None, fan_out: dict[str, torch.Tensor] | None = None, sink=None,
+             trace: dict[str, torch.Tensor] | None = None) -> SimulationResult:
     """Simulate ``network`` on ``x`` (the ANN's layout, [N, ...]) up to max(timesteps).
 
     ``encoding="analog"`` feeds ``x`` as a constant current; ``"poisson"`` feeds Bernoulli spikes
     with probability ``x`` per step (``x`` in [0, 1]), drawn from a generator seeded with ``seed``.
+    ``fan_out``, ``sink`` and ``trace``: see `_SpikeCounter` (synaptic operations, per-sample counts
+    at every requested T, spike trains of the first sample).
     """
     steps = max(timesteps)
     wanted = sorted(set(timesteps))
     network = network.to(device).eval()
-    counter = _SpikeCounter(network, layer_names or {}, steps, per_neuron)
+    counter = _SpikeCounter(network, layer_names or {}, steps, per_neuron, fan_out=fan_out, snapshots=tuple(wanted),
+                            sink=sink, trace=trace)
     outputs: dict[int, list[torch.Tensor]] = {t: [] for t in wanted}
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n = x.shape[0]
@@ -103,7 +166,7 @@ def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch
             xb = x[start:start + batch_size].to(device)
             functional.reset_net(network)
             tc = chunk or chunk_length(activation_elements, xb.shape[0], steps)
-            counter.offset = 0
+            counter.start_batch(xb)
             for t0 in range(0, steps, tc):
                 length = min(tc, steps - t0)
                 if encoding == "poisson":
@@ -116,9 +179,12 @@ def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch
                     if t0 < t <= t0 + length:
                         outputs[t].append(out[t - t0 - 1].float().cpu())
                 counter.offset += length
+            counter.end_batch()
             functional.reset_net(network)
     finally:
         counter.close()
     record = SpikeRecord(per_step={k: v.numpy() for k, v in counter.per_step.items()},
-                         per_neuron={k: v.numpy() for k, v in counter.per_neuron.items()}, neurons=dict(counter.neurons))
+                         per_neuron={k: v.numpy() for k, v in counter.per_neuron.items()}, neurons=dict(counter.neurons),
+                         sops_per_step={k: v.numpy() for k, v in counter.sops.items()},
+                         traces={k: v.numpy() for k, v in counter.traces.items()})
     return SimulationResult(outputs={t: torch.cat(v).numpy() for t, v in outputs.items()}, spikes=record, samples=n)

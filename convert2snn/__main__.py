@@ -1,0 +1,441 @@
+"""Command line: ``convert2snn {inspect,convert,evaluate,sweep}`` (also ``python -m convert2snn``).
+
+Bad input (a missing file, an .npz without the expected arrays, an unknown option) ends with one
+line on stderr and exit status 2; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+EXIT_BAD_INPUT = 2
+
+EPILOG = """\
+data files (.npz): either 'x' (and 'y' for labels) or the Keras layout 'x_train'/'y_train'/'x_test'/'y_test'.
+Calibration uses the train split ('x_train', else 'x'); evaluation the test split ('x_test'/'y_test',
+else 'x'/'y'); --split overrides. Inputs are in the original model's layout (NHWC for Keras);
+--scale multiplies them (e.g. --scale 0.00392156862745098 for uint8 images), and a missing channel
+axis of size 1 is added when the model expects one.
+
+examples:
+  convert2snn inspect model.keras
+  convert2snn convert model.keras -t rate --calibration mnist.npz --samples 1000 --scale 0.0039215686 -o snn.c2s
+  convert2snn evaluate snn.c2s --data mnist.npz -T 8 16 32 64 --plot acc.png --json result.json
+  convert2snn sweep model.onnx --config sweep.json --data mnist.npz -o results/
+"""
+
+
+class CLIError(Exception):
+    """Bad command-line input: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line instead of usage + message
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _info(args: argparse.Namespace, message: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(message, file=sys.stderr)
+
+
+# -- data ----------------------------------------------------------------------------------------------
+
+def _load_npz(path: str) -> dict[str, Any]:
+    import numpy as np
+
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"data file '{path}' does not exist")
+    if p.is_dir():
+        raise CLIError(f"data file '{path}' is a directory; expected an .npz file")
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as exc:  # noqa: BLE001 - numpy raises many kinds for junk files
+        raise CLIError(f"cannot read '{path}' as an .npz file ({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
+
+
+def _pick(arrays: dict[str, Any], path: str, split: str, need_labels: bool) -> tuple[Any, Any, str]:
+    """(x, y or None, description) for the 'train' or 'test' split of a loaded .npz."""
+    candidates = [("x_train", "y_train"), ("x", "y")] if split == "train" else [("x_test", "y_test"), ("x", "y")]
+    for xk, yk in candidates:
+        if xk in arrays:
+            if need_labels and yk not in arrays:
+                raise CLIError(f"'{path}' has '{xk}' but no labels '{yk}' (keys: {', '.join(sorted(arrays)) or 'none'})")
+            return arrays[xk], arrays.get(yk), f"{path}['{xk}']"
+    keys = ", ".join(sorted(arrays)) or "none"
+    want = " or ".join(f"'{xk}'" for xk, _ in candidates)
+    raise CLIError(f"'{path}' has no {split} inputs: expected {want} (Keras-style x_train/y_train/x_test/y_test, "
+                   f"or x/y); it has keys: {keys}")
+
+
+def _prepare(x: Any, expected: tuple[int, ...] | None, scale: float | None, samples: int | None, args, what: str):
+    import numpy as np
+
+    x = np.asarray(x)
+    if samples is not None:
+        if samples < 1:
+            raise CLIError(f"--samples must be positive, got {samples}")
+        x = x[:samples]
+    if x.dtype.kind in "iub" or scale is not None:
+        x = x.astype(np.float32)
+    if scale is not None:
+        x = x * np.float32(scale)
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        if tuple(x.shape[1:]) + (1,) == tuple(expected):
+            x = x[..., None]
+            _info(args, f"{what}: added a trailing channel axis: {x.shape[1:]}")
+        elif (1,) + tuple(x.shape[1:]) == tuple(expected):
+            x = x[:, None]
+            _info(args, f"{what}: added a leading channel axis: {x.shape[1:]}")
+    return x
+
+
+def _split_data(args, split_default: str, need_labels: bool, expected, what: str, path: str | None = None,
+                samples: int | None = None):
+    path = path or args.data
+    arrays = _load_npz(path)
+    split = getattr(args, "split", None) or split_default
+    x, y, desc = _pick(arrays, path, split, need_labels)
+    if samples is None:
+        samples = getattr(args, "samples", None)
+    x = _prepare(x, expected, getattr(args, "scale", None), samples, args, what)
+    if y is not None:
+        y = y[:len(x)]
+    _info(args, f"{what}: {len(x)} samples from {desc}")
+    return x, y
+
+
+# -- models --------------------------------------------------------------------------------------------
+
+def _is_snn_file(path: str) -> bool:
+    return Path(path).suffix.lower() in (".c2s", ".pt", ".pth")
+
+
+def _expected_shape(model_path: str) -> tuple[int, ...] | None:
+    """The model's per-sample input shape in its own layout, when it can be read without TensorFlow."""
+    import convert2snn
+    from bridges.keras_to_onnx import keras_file_input_shape
+
+    p = Path(model_path)
+    if _is_snn_file(model_path):
+        return tuple(convert2snn.load(p).bridge_info.original_input_shape())
+    if p.suffix.lower() == ".onnx":
+        import onnx
+
+        from bridges.api import _onnx_input_shape
+
+        return tuple(_onnx_input_shape(onnx.load(str(p))))
+    try:
+        return keras_file_input_shape(p)
+    except Exception:  # noqa: BLE001 - unknown: leave the data as it is
+        return None
+
+
+def _check_model_path(path: str) -> None:
+    if not Path(path).exists():
+        raise CLIError(f"model file '{path}' does not exist")
+
+
+def _parse_options(args) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in ("percentile", "v_init", "neuron", "tau", "encoding", "batch_size", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            options[name] = value
+    if getattr(args, "per_channel", False):
+        options["per_channel"] = True
+    if getattr(args, "strict", False):
+        options["strict"] = True
+    for item in getattr(args, "option", None) or []:
+        if "=" not in item:
+            raise CLIError(f"--option takes key=value, got '{item}'")
+        key, _, raw = item.partition("=")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options[key.strip().replace("-", "_")] = value
+    return options
+
+
+# -- verbs ---------------------------------------------------------------------------------------------
+
+def cmd_inspect(args) -> int:
+    _check_model_path(args.model)
+    if _is_snn_file(args.model):
+        import convert2snn
+
+        snn = convert2snn.load(args.model)
+        print(f"{args.model}: converted SNN ({snn.conversion_type}), input shape {snn.bridge_info.original_input_shape()} "
+              f"(source: {snn.bridge_info.source})")
+        print(f"{'neuron layer':<32} {'neurons':>10}")
+        for layer, n in snn.neuron_counts().items():
+            print(f"{layer:<32} {n:>10}")
+        print(str(snn.report))
+        return 0
+    import bridges
+
+    rows = bridges.inspect_layers(args.model)
+    width = max([len("layer")] + [len(r.layer) for r in rows])
+    print(f"{'layer':<{width}}  {'ONNX ops':<28} status")
+    for r in rows:
+        status = "ok" if r.supported else f"UNSUPPORTED: {r.reason}"
+        print(f"{r.layer:<{width}}  {', '.join(r.op_types)[:28]:<28} {status}")
+    bad = [r for r in rows if not r.supported]
+    print(f"{len(rows)} layer(s), {len(bad)} unsupported by the bridge")
+    if args.conversion_type and not bad:
+        from .conversion import get_conversion
+        from .errors import UnsupportedLayerError
+
+        kind = get_conversion(args.conversion_type)
+        ann = bridges.to_torch(args.model)
+        try:
+            kind.preflight(ann, ann.bridge_info.layers)
+            print(f"conversion_type={args.conversion_type!r}: every layer can be converted")
+        except UnsupportedLayerError as exc:
+            print(str(exc))
+            return 1
+    return 1 if bad else 0
+
+
+def cmd_convert(args) -> int:
+    import convert2snn
+    from .sweep import convert_bridged
+
+    _check_model_path(args.model)
+    options = _parse_options(args)
+    options["progress"] = not args.quiet
+    from .options import make_options
+
+    make_options(args.conversion_type, options)  # bad options fail before any data is read
+    expected = _expected_shape(args.model)
+    x, _ = _split_data(args, "train", False, expected, "calibration", path=args.calibration)
+    t0 = time.perf_counter()
+    if _is_snn_file(args.model):
+        source = convert2snn.load(args.model)
+        snn = convert_bridged(source.ann, args.conversion_type, x, **options)
+    else:
+        snn = convert2snn.convert(args.model, args.conversion_type, calibration_data=x, **options)
+    _info(args, f"converted in {time.perf_counter() - t0:.1f} s")
+    out = Path(args.output)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    snn.save(out)
+    neurons = snn.neuron_counts()
+    print(f"{args.conversion_type} SNN with {sum(neurons.values())} neurons in {len(neurons)} layer(s) written to {out}")
+    print(str(snn.report))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import convert2snn
+
+    _check_model_path(args.snn)
+    if not _is_snn_file(args.snn):
+        raise CLIError(f"'{args.snn}' is not a converted SNN (.c2s); convert it first: convert2snn convert {args.snn} ...")
+    snn = convert2snn.load(args.snn)
+    snn.options.progress = not args.quiet
+    if args.device:
+        snn.to(args.device)
+    x, y = _split_data(args, "test", True, tuple(snn.bridge_info.original_input_shape()), "evaluation")
+    result = snn.evaluate(x, y, timesteps=args.timesteps, batch_size=args.batch_size, energy=args.energy)
+    print(result)
+    written = []
+    if args.json:
+        result.to_json(args.json)
+        written.append(args.json)
+    if args.csv:
+        result.to_csv(args.csv)
+        written.append(args.csv)
+    if args.plot or args.layers_plot or args.raster:
+        from . import plots
+
+        if args.plot:
+            written.append(plots.plot_accuracy_vs_t({Path(args.snn).stem: result}, args.plot,
+                                                    title=f"{Path(args.snn).name}: accuracy vs T"))
+        if args.layers_plot:
+            written.append(plots.plot_layers(result, args.layers_plot, title=f"{Path(args.snn).name}: per-layer metrics"))
+        if args.raster:
+            trains = snn.spike_trains(x[:1], timesteps=min(max(result.timesteps), 256), neurons=args.raster_neurons)
+            written.append(plots.plot_raster(trains, args.raster, title=f"{Path(args.snn).name}: spike raster of sample 0"))
+    for path in written:
+        _info(args, f"wrote {path}")
+    return 0
+
+
+def _read_config(path: str) -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"config file '{path}' does not exist")
+    text = p.read_text()
+    if p.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError as exc:
+            raise CLIError(f"'{path}' is YAML but pyyaml is not installed: pip install pyyaml, or write the config as JSON") from exc
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CLIError(f"'{path}' is not valid YAML: {' '.join(str(exc).split())}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CLIError(f"'{path}' is not valid JSON: {exc}") from exc
+
+
+def cmd_sweep(args) -> int:
+    import convert2snn
+    from .sweep import bridge_once
+
+    _check_model_path(args.model)
+    config = _read_config(args.config)
+    timesteps = args.timesteps or (config.get("timesteps") if isinstance(config, dict) else None) or [4, 8, 16, 32, 64]
+    energy = args.energy or (config.get("energy") if isinstance(config, dict) else None) or "45nm-fp32"
+    if isinstance(config, dict):
+        config = {k: v for k, v in config.items() if k not in ("timesteps", "energy")}
+    expected = _expected_shape(args.model)
+    x_cal, y_cal = _split_data(args, "train", False, expected, "calibration", path=args.calibration or args.data,
+                               samples=args.calibration_samples)
+    x, y = _split_data(args, "test", True, expected, "evaluation")
+    if _is_snn_file(args.model):
+        model = bridge_once(convert2snn.load(args.model))
+    else:
+        model = args.model
+    result = convert2snn.sweep(model, config, data=(x_cal, x, y, y_cal), timesteps=timesteps, energy=energy,
+                               output_dir=args.output, plots=not args.no_plots, progress=not args.quiet)
+    print(result.to_markdown())
+    for path in result.files.values():
+        _info(args, f"wrote {path}")
+    failed = [r for r in result.rows if r.error]
+    return 1 if failed and len(failed) == len(result.rows) else 0
+
+
+# -- parser --------------------------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="convert2snn", description="Convert trained Keras / ONNX networks into spiking neural "
+                     "networks (PyTorch, SpikingJelly-compatible), evaluate them and sweep conversion settings.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"convert2snn {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or status lines")
+    common.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--split", choices=("train", "test"), help="which split of the .npz to read (default: see below)")
+    data.add_argument("--samples", type=_positive_int, help="use only the first N samples")
+    data.add_argument("--scale", type=float, help="multiply the inputs by this factor (e.g. 1/255 for uint8 images)")
+    sub = parser.add_subparsers(dest="command", metavar="{inspect,convert,evaluate,sweep}", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("inspect", parents=[common], help="list a model's layers and whether they are supported",
+                       description="List the layers of a Keras (.keras/.h5/SavedModel) or ONNX model with their ONNX ops "
+                       "and bridge support status, before any conversion (Keras runs TensorFlow in a child process). "
+                       "For a converted .c2s file: its neuron layers and conversion report. Exit status 1 if a "
+                       "layer is unsupported.")
+    p.add_argument("model", help="model file (.keras, .h5, SavedModel directory, .onnx, or a converted .c2s)")
+    p.add_argument("-t", "--conversion-type", help="also check every layer against this conversion type (e.g. rate)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("convert", parents=[common, data], help="convert a model into an SNN file (.c2s)",
+                       description="Convert a model into a spiking network and save it (load it with convert2snn.load). "
+                       "Calibration data: the train split of the .npz ('x_train', else 'x').",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model file (.keras, .h5, SavedModel, .onnx; or a .c2s to convert its ANN again)")
+    p.add_argument("-t", "--type", dest="conversion_type", default="rate", help="conversion type (default: rate)")
+    p.add_argument("--calibration", required=True, metavar="DATA.npz", help="calibration inputs (a few hundred to a few thousand)")
+    p.add_argument("-o", "--output", required=True, metavar="SNN.c2s", help="where to write the converted model")
+    p.add_argument("--percentile", type=float, help="activation percentile for the scales λ (default 99.99; 100 = max)")
+    p.add_argument("--per-channel", action="store_true", help="one λ per channel instead of per layer")
+    p.add_argument("--v-init", type=float, help="initial membrane potential as a fraction of the threshold (default 0.5)")
+    p.add_argument("--neuron", choices=("if", "lif"), help="neuron model (default if)")
+    p.add_argument("--tau", type=float, help="membrane time constant in steps for --neuron lif")
+    p.add_argument("--encoding", choices=("analog", "poisson"), help="input coding (default analog)")
+    p.add_argument("--batch-size", type=_positive_int, help="batch size for calibration and simulation")
+    p.add_argument("--seed", type=int, help="seed for Poisson input")
+    p.add_argument("--strict", action="store_true", help="fail instead of approximating")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="any other conversion option (value parsed as JSON, e.g. --option signed_bit=8); repeatable")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("evaluate", parents=[common, data], help="accuracy, spikes, SOPs and energy of an SNN vs T",
+                       description="Simulate a converted SNN on labelled data (the test split: 'x_test'/'y_test', else "
+                       "'x'/'y') and print accuracy per T with the ANN's, spikes per neuron, synaptic operations, "
+                       "energy estimates, time-to-accuracy and per-layer ANN↔SNN correlation.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("snn", help="a converted model (.c2s)")
+    p.add_argument("--data", required=True, metavar="DATA.npz", help="labelled evaluation data")
+    p.add_argument("-T", "--timesteps", type=_positive_int, nargs="+", default=[8, 16, 32, 64], help="timesteps to report (one simulation serves all)")
+    p.add_argument("--energy", default="45nm-fp32", help="energy model: 45nm-fp32 (default), fp16, int8, or 'E_MAC,E_AC' in pJ")
+    p.add_argument("--batch-size", type=_positive_int, help="simulation batch size")
+    p.add_argument("--device", help="torch device, e.g. cuda")
+    p.add_argument("--json", metavar="OUT.json", help="write the full result as JSON")
+    p.add_argument("--csv", metavar="OUT.csv", help="write accuracy/spikes/SOPs/energy per T as CSV")
+    p.add_argument("--plot", metavar="OUT.png", help="plot accuracy vs T (with the ANN's accuracy)")
+    p.add_argument("--layers-plot", metavar="OUT.png", help="plot per-layer firing rates and ANN↔SNN correlation")
+    p.add_argument("--raster", metavar="OUT.png", help="plot a spike raster of a few neurons per layer (first sample)")
+    p.add_argument("--raster-neurons", type=_positive_int, default=6, help="neurons per layer in the raster (default 6)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sweep", parents=[common, data], help="convert with many settings and compare them",
+                       description="Bridge the model once, convert it with every configuration of the config file "
+                       "and evaluate each SNN on the test split. Writes results.csv, results.md, results.json, "
+                       "accuracy_vs_T.png and pareto.png to the output directory. Config (JSON, or YAML if pyyaml "
+                       "is installed): {\"timesteps\": [...], \"energy\": \"fp32\", \"configs\": [{\"name\": ..., "
+                       "\"conversion_type\": \"rate\", \"percentile\": 99.9, ...}, {\"name\": \"search\", \"search\": "
+                       "{\"target_T\": 16, \"per_layer\": true}}], \"grid\": {\"percentile\": [99.9, 100], "
+                       "\"neuron\": [\"if\", \"lif\"]}}.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="model file (.keras, .h5, SavedModel, .onnx, or a .c2s whose ANN is converted again)")
+    p.add_argument("--config", required=True, metavar="SWEEP.json|yaml", help="the configurations to run")
+    p.add_argument("--data", required=True, metavar="DATA.npz", help="calibration (train split) and evaluation (test split) data")
+    p.add_argument("--calibration", metavar="CAL.npz", help="take calibration inputs from this file instead")
+    p.add_argument("--calibration-samples", type=_positive_int, default=None, help="use the first N calibration inputs")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    p.add_argument("-T", "--timesteps", type=_positive_int, nargs="+", help="timesteps (default: from the config, else 4 8 16 32 64)")
+    p.add_argument("--energy", help="energy model (default: from the config, else 45nm-fp32)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet:
+        os.environ["CONVERT2SNN_QUIET"] = "1"
+    try:
+        from .errors import ConversionError
+
+        try:
+            return int(args.func(args) or 0)
+        except (CLIError, ConversionError, OSError) as exc:
+            if args.debug:
+                raise
+            print(f"convert2snn {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
