@@ -1,0 +1,405 @@
+"""MNIST benchmark: a LeNet-style Keras CNN → rate-coded SNN, convert2snn versus SpikingJelly's ann2snn.
+
+    python benchmarks/bench_mnist.py                       # everything, results in benchmarks/
+    python benchmarks/bench_mnist.py --samples 1000 --ablation-samples 500 --max-T 64   # a quick look
+
+What it does (all in one run, one process for the SNN side; TensorFlow only in child processes):
+
+1. Trains the Keras model in a child process (`benchmarks/train_models.py`, seeded), cached in
+   ``~/.cache/convert2snn/bench`` under a key that hashes the training script, so a change of the
+   recipe retrains. The ONNX export is cached next to it.
+2. convert2snn rate conversion: the default settings on the full test set; an ablation grid
+   (percentile ∈ {99.9, 99.99, 100} × per_channel off/on × v_init ∈ {0.5, 0}) on the first
+   ``--ablation-samples`` test images; the best grid config (highest mean accuracy over
+   T = 1…16 on that subset) is then re-run on the full test set. One simulation per config up to
+   max T serves every T.
+3. SpikingJelly 2.0's own converter (`ann2snn.Converter` + `RateCodingRecipe` /
+   `LocalThresholdBalancingRecipe`) on the SAME torch ANN (convert2snn's bridged clean graph as a
+   plain `nn.Sequential` of the same modules, final softmax dropped), the same calibration images,
+   evaluated as its tutorial does: `reset_net` per batch, the image fed at every step, outputs
+   accumulated over T.
+4. Timings: conversion time, simulation throughput (images/s at T = 32, same batch size), and
+   the ANN's throughput for the ratio t_SNN(T) / (T · t_ANN).
+
+Outputs: ``--json`` (every number), ``--plot`` (accuracy vs T), and a Markdown table on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist.npz"
+DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+MODEL = "mnist_lenet"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "convert2snn" / "bench"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Clock:
+    """Wall and CPU time of a block (the machine may be shared: CPU time is the steadier number)."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+# -- 1. the Keras model (child process) ---------------------------------------------------------
+def ensure_model(data: Path, seed: int, retrain: bool) -> tuple[Path, dict]:
+    script = HERE / "train_models.py"
+    key = hashlib.sha256(script.read_bytes()).hexdigest()[:10]
+    path = cache_dir() / f"{MODEL}_seed{seed}_{key}.keras"
+    if retrain or not path.exists():
+        log(f"training {MODEL} in a child process → {path}")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        subprocess.run([sys.executable, str(script), MODEL, "--data", str(data), "--out", str(path), "--seed", str(seed)],
+                       check=True, env=env)
+    else:
+        log(f"using cached model {path}")
+    return path, json.loads(Path(str(path) + ".json").read_text())
+
+
+def load_mnist(path: Path):
+    with np.load(path) as f:
+        x_tr = (f["x_train"].astype(np.float32) / 255.0)[..., None]
+        x_te = (f["x_test"].astype(np.float32) / 255.0)[..., None]
+        return x_tr, f["y_train"].astype(np.int64), x_te, f["y_test"].astype(np.int64)
+
+
+# -- 2. convert2snn ---------------------------------------------------------------------------------
+def config_name(cfg: dict) -> str:
+    return f"p={cfg['percentile']:g} {'per-channel' if cfg['per_channel'] else 'per-layer'} v_init={cfg['v_init']:g}"
+
+
+DEFAULT_CFG = {"percentile": 99.99, "per_channel": False, "v_init": 0.5}
+
+
+def grid() -> list[dict]:
+    return [{"percentile": p, "per_channel": c, "v_init": v}
+            for v in (0.5, 0.0) for c in (False, True) for p in (99.9, 99.99, 100.0)]
+
+
+def run_ours(source, cfg: dict, x_cal, x, y, timesteps, batch: int, progress: bool) -> dict:
+    import convert2snn
+
+    with Clock() as conv:
+        snn = convert2snn.convert(str(source), conversion_type="rate", calibration_data=x_cal, batch_size=batch,
+                                  progress=progress, **cfg)
+    with Clock() as sim:
+        res = snn.evaluate(x, y, timesteps=timesteps, batch_size=batch, correlation=False)
+    log(f"  ours {config_name(cfg)}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(timesteps)} "
+        f"{sim.wall:.0f} s (CPU {sim.cpu:.0f} s); acc@T " +
+        " ".join(f"{t}:{100 * a:.2f}" for t, a in zip(res.timesteps, res.accuracy)))
+    return {"config": cfg, "name": config_name(cfg), "samples": len(x), "timesteps": res.timesteps,
+            "accuracy": res.accuracy, "ann_accuracy": res.ann_accuracy, "spikes_per_neuron": res.spikes_per_neuron,
+            "layer_spikes_per_neuron": res.layer_spikes_per_neuron, "neurons": res.neurons,
+            "convert_wall_s": conv.wall, "convert_cpu_s": conv.cpu, "simulate_wall_s": sim.wall,
+            "simulate_cpu_s": sim.cpu, "scales": snn.report.scales}, snn
+
+
+# -- 3. SpikingJelly ------------------------------------------------------------------------------------
+def as_sequential(ann):
+    """convert2snn's clean ANN (a chain fx graph) as a plain nn.Sequential of the SAME modules, without the
+    final softmax: SpikingJelly's step-mode adapter rejects the traced softmax function."""
+    from torch import nn
+
+    from bridges.modules import OutputSoftmax
+
+    mods = []
+    prev = None
+    for node in ann.graph.nodes:
+        if node.op == "placeholder":
+            prev = node
+        elif node.op == "call_module":
+            if len(node.args) != 1 or node.args[0] is not prev or node.kwargs:
+                raise ValueError(f"not a chain at {node.name}")
+            m = ann.get_submodule(node.target)
+            if not isinstance(m, OutputSoftmax):
+                mods.append((node.target, copy.deepcopy(m)))
+            prev = node
+        elif node.op == "output":
+            if node.args[0] is not prev:
+                raise ValueError("not a chain at the output")
+        else:
+            raise ValueError(f"unexpected node {node.op} {node.target}")
+    return nn.Sequential(__import__("collections").OrderedDict(mods)).eval()
+
+
+SJ_METHODS = {
+    "SJ max": dict(recipe="rate", mode="max"),
+    "SJ 99.9%": dict(recipe="rate", mode="99.9%"),
+    "SJ 99.9% channel-wise, half-threshold, pool-before-IF": dict(recipe="rate", mode="99.9%", channel_wise=True,
+                                                                  half_threshold=True, pre_spike_maxpool=True),
+    "SJ local threshold balancing": dict(recipe="ltb"),
+}
+
+
+def sj_convert(seq, method: dict, calib_batches):
+    from spikingjelly.activation_based import ann2snn
+
+    kw = dict(method)
+    recipe = kw.pop("recipe")
+    if recipe == "rate":
+        r = ann2snn.RateCodingRecipe(dataloader=calib_batches, **kw)
+    else:
+        r = ann2snn.LocalThresholdBalancingRecipe(dataloader=calib_batches, **kw)
+    return ann2snn.Converter(r, device="cpu").convert(copy.deepcopy(seq))
+
+
+def sj_evaluate(net, x, y, timesteps, batch: int) -> tuple[list[float], list[float]]:
+    """SpikingJelly's tutorial evaluation: reset_net per batch, feed the image at every step, sum the outputs.
+    Also counts spikes of its neuron modules (spikes per neuron per image, up to each T)."""
+    import torch
+    from spikingjelly.activation_based import functional
+    from spikingjelly.activation_based.neuron import BaseNode
+
+    steps, wanted = max(timesteps), sorted(timesteps)
+    correct = np.zeros(steps)
+    spikes_t = np.zeros(steps)
+    neurons = 0
+    state = {"t": 0, "spikes": 0.0}
+    hooks = []
+    for m in net.modules():
+        if isinstance(m, BaseNode):
+            hooks.append(m.register_forward_hook(lambda _m, _i, out: state.__setitem__("spikes", state["spikes"] + float(out.sum()))))
+    net.eval()
+    try:
+        with torch.no_grad():
+            for s in range(0, len(x), batch):
+                img = torch.as_tensor(x[s:s + batch])
+                lab = torch.as_tensor(y[s:s + batch])
+                functional.reset_net(net)
+                out = None
+                for t in range(steps):
+                    state["spikes"] = 0.0
+                    o = net(img)
+                    out = o if out is None else out + o
+                    correct[t] += float((out.argmax(1) == lab).sum())
+                    spikes_t[t] += state["spikes"]
+                functional.reset_net(net)
+    finally:
+        for h in hooks:
+            h.remove()
+    # neurons per image: one forward with counting of output sizes
+    with torch.no_grad():
+        sizes = []
+        hs = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel()))
+              for m in net.modules() if isinstance(m, BaseNode)]
+        functional.reset_net(net)
+        net(torch.as_tensor(x[:1]))
+        functional.reset_net(net)
+        for h in hs:
+            h.remove()
+        neurons = sum(sizes)
+    cum = np.cumsum(spikes_t)
+    acc = [float(correct[t - 1] / len(x)) for t in wanted]
+    spn = [float(cum[t - 1] / (len(x) * neurons)) for t in wanted]
+    return acc, spn
+
+
+def run_sj(name, seq, method, calib_batches, x, y, timesteps, batch) -> dict:
+    with Clock() as conv:
+        net = sj_convert(seq, method, calib_batches)
+    with Clock() as sim:
+        acc, spn = sj_evaluate(net, x, y, timesteps, batch)
+    log(f"  {name}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(timesteps)} {sim.wall:.0f} s "
+        f"(CPU {sim.cpu:.0f} s); acc@T " + " ".join(f"{t}:{100 * a:.2f}" for t, a in zip(sorted(timesteps), acc)))
+    return {"name": name, "method": method, "samples": len(x), "timesteps": sorted(timesteps), "accuracy": acc,
+            "spikes_per_neuron": spn, "convert_wall_s": conv.wall, "convert_cpu_s": conv.cpu,
+            "simulate_wall_s": sim.wall, "simulate_cpu_s": sim.cpu}, net
+
+
+# -- 4. throughput ----------------------------------------------------------------------------------------
+def throughput(fn, n: int, repeat: int = 2) -> dict:
+    """Best of ``repeat`` runs of ``fn`` (wall and CPU seconds) → images/s."""
+    best = None
+    for _ in range(repeat):
+        with Clock() as c:
+            fn()
+        best = c if best is None or c.wall < best.wall else best
+    return {"images": n, "wall_s": best.wall, "cpu_s": best.cpu, "images_per_s": n / best.wall,
+            "images_per_cpu_s": n / max(best.cpu, 1e-9)}
+
+
+# -- output -------------------------------------------------------------------------------------------------
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=90)
+    styles = {"ours": "-", "sj": "--"}
+    for kind in ("ours", "sj"):
+        for r in results[kind]:
+            if r["samples"] != results["test_samples"]:
+                continue
+            ax.plot(r["timesteps"], [100 * a for a in r["accuracy"]], styles[kind], marker="o", ms=3,
+                    label=("convert2snn " if kind == "ours" else "") + r["name"])
+    ax.axhline(100 * results["ann_accuracy"], color="k", lw=1, ls=":", label=f"ANN {100 * results['ann_accuracy']:.2f} %")
+    ts = results["timesteps"]
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ts)
+    ax.set_xticklabels([str(t) for t in ts])
+    ax.set_xlabel("timesteps T")
+    ax.set_ylabel("MNIST test accuracy (%)")
+    ax.set_ylim(max(0, min(90, ax.get_ylim()[0])), 100)
+    ax.set_title(f"LeNet-style CNN on MNIST ({results['test_samples']} test images)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def markdown(results: dict) -> str:
+    ts = results["timesteps"]
+    ann = 100 * results["ann_accuracy"]
+    head = "| method | n | " + " | ".join(f"T={t}" for t in ts) + " |"
+    sep = "|---|---:|" + "---:|" * len(ts)
+    lines = [f"ANN (clean torch graph): **{ann:.2f} %** on {results['test_samples']} test images "
+             f"(Keras: {100 * results['keras_test_accuracy']:.2f} %)", "", "Accuracy (%):", "", head, sep]
+    rows = [("ours " + r["name"] + (" (default)" if r["config"] == DEFAULT_CFG else ""), r) for r in results["ours"]]
+    rows += [(r["name"], r) for r in results["sj"]]
+    full = [x for x in rows if x[1]["samples"] == results["test_samples"]]
+    part = [x for x in rows if x[1]["samples"] != results["test_samples"]]
+    for name, r in full + part:
+        lines.append(f"| {name} | {r['samples']} | " + " | ".join(f"{100 * a:.2f}" for a in r["accuracy"]) + " |")
+    lines += ["", "Spikes per neuron per image (all spiking layers):", "", head, sep]
+    for name, r in full:
+        lines.append(f"| {name} | {r['samples']} | " + " | ".join(f"{s:.3g}" for s in r["spikes_per_neuron"]) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--retrain", action="store_true")
+    p.add_argument("--samples", type=int, default=10000, help="test images for the default/best configs and SJ")
+    p.add_argument("--ablation-samples", type=int, default=2000, help="test images for the ablation grid")
+    p.add_argument("--calibration", type=int, default=10000, help="training images for calibration (both converters)")
+    p.add_argument("--max-T", type=int, default=256)
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--skip-sj", action="store_true")
+    p.add_argument("--skip-grid", action="store_true")
+    p.add_argument("--sj-methods", nargs="*", default=list(SJ_METHODS))
+    p.add_argument("--json", type=Path, default=HERE / "mnist_results.json")
+    p.add_argument("--plot", type=Path, default=HERE / "mnist_accuracy_vs_T.png")
+    p.add_argument("--progress", action="store_true")
+    args = p.parse_args(argv)
+    timesteps = [t for t in DEFAULT_T if t <= args.max_T]
+    t_start = time.perf_counter()
+
+    model_path, train_info = ensure_model(args.data, args.seed, args.retrain)
+    onnx_path = model_path.with_suffix(".onnx")
+
+    # No TensorFlow in this process from here on (the export runs in a child process).
+    import torch
+
+    import bridges
+    import convert2snn
+    import spikingjelly
+
+    x_tr, y_tr, x_te, y_te = load_mnist(args.data)
+    x_cal = x_tr[:args.calibration]
+    x, y = x_te[:args.samples], y_te[:args.samples]
+    xa, ya = x_te[:args.ablation_samples], y_te[:args.ablation_samples]
+    results = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]), "seed": args.seed,
+               "test_samples": len(x), "ablation_samples": len(xa), "calibration_samples": len(x_cal),
+               "timesteps": timesteps, "batch": args.batch, "train": train_info,
+               "keras_test_accuracy": train_info["keras_test_accuracy"],
+               "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                           "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                           "load_avg_start": os.getloadavg()},
+               "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                            "spikingjelly": getattr(spikingjelly, "__version__", "2.0.0"),
+                            "convert2snn": convert2snn.__version__, "numpy": np.__version__,
+                            **train_info.get("versions", {})},
+               "ours": [], "sj": []}
+
+    # -- ours, default config, from the .keras file (the full pipeline incl. the TensorFlow export child)
+    log(f"convert2snn default {config_name(DEFAULT_CFG)} from {model_path.name} (includes the Keras→ONNX export)")
+    default, snn = run_ours(model_path, DEFAULT_CFG, x_cal, x, y, timesteps, args.batch, args.progress)
+    results["ours"].append(default)
+    results["ann_accuracy"] = default["ann_accuracy"]
+    results["keras_to_snn_convert_wall_s"] = default["convert_wall_s"]
+    if not onnx_path.exists():
+        bridges.to_onnx(str(model_path), str(onnx_path))
+
+    # -- the ablation grid on a subset, from the cached ONNX file (no repeated export)
+    if not args.skip_grid:
+        log(f"ablation grid on {len(xa)} test images (from {onnx_path.name})")
+        ablation = [run_ours(onnx_path, cfg, x_cal, xa, ya, timesteps, args.batch, args.progress)[0] for cfg in grid()]
+        results["ours"] += ablation
+        low = [i for i, t in enumerate(timesteps) if t <= 16]
+        best = max(ablation, key=lambda r: np.mean([r["accuracy"][i] for i in low]))
+        results["best_config"] = best["config"]
+        log(f"best config (mean accuracy over T ≤ 16 on the subset): {best['name']}")
+        if best["config"] != DEFAULT_CFG and len(xa) != len(x):
+            log("best config on the full test set")
+            results["ours"].append(run_ours(onnx_path, best["config"], x_cal, x, y, timesteps, args.batch, args.progress)[0])
+
+    # -- SpikingJelly on the same torch ANN
+    seq = as_sequential(snn.ann)
+    to_nchw = snn.ann.bridge_info.to_model_layout
+    x_nchw = to_nchw(torch.as_tensor(x)).contiguous().numpy()
+    cal_nchw = to_nchw(torch.as_tensor(x_cal)).contiguous()
+    calib_batches = [cal_nchw[i:i + 100] for i in range(0, len(cal_nchw), 100)]  # its tutorial: batches of 100
+    with torch.no_grad():
+        seq_acc = float((seq(torch.as_tensor(x_nchw)).argmax(1).numpy() == y).mean())
+    results["sequential_ann_accuracy"] = seq_acc
+    log(f"SpikingJelly {getattr(spikingjelly, '__version__', '')}: ANN as nn.Sequential {list(dict(seq.named_children()))}, "
+        f"accuracy {100 * seq_acc:.2f} %")
+    sj_nets = {}
+    if not args.skip_sj:
+        for name in args.sj_methods:
+            r, net = run_sj(name, seq, SJ_METHODS[name], calib_batches, x_nchw, y, timesteps, args.batch)
+            results["sj"].append(r)
+            sj_nets[name] = net
+
+    # -- throughput at T = 32 (same images, same batch size)
+    n_tp = min(2000, len(x))
+    log(f"throughput at T=32 on {n_tp} images, batch {args.batch}")
+    tp = {"ann": throughput(lambda: snn.ann_predict(x[:n_tp], batch_size=args.batch), n_tp, 3),
+          "ours": throughput(lambda: snn.predict(x[:n_tp], timesteps=32, batch_size=args.batch), n_tp)}
+    for name, net in sj_nets.items():
+        tp[name] = throughput(lambda: sj_evaluate(net, x_nchw[:n_tp], y[:n_tp], [32], args.batch), n_tp)
+    for k, v in tp.items():
+        extra = "" if k == "ann" else f", t_SNN/(32·t_ANN) = {tp['ann']['images_per_s'] / (32 * v['images_per_s']):.2f}"
+        log(f"  {k}: {v['images_per_s']:.0f} images/s (CPU-time based {v['images_per_cpu_s']:.0f}){extra}")
+    results["throughput_T32"] = tp
+    results["machine"]["load_avg_end"] = os.getloadavg()
+    results["total_wall_s"] = time.perf_counter() - t_start
+
+    args.json.write_text(json.dumps(results, indent=1))
+    plot(results, args.plot)
+    print()
+    print(markdown(results))
+    print()
+    log(f"wrote {args.json} and {args.plot}; total {results['total_wall_s'] / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

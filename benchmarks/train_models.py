@@ -1,0 +1,89 @@
+"""Train the benchmark Keras models (run as a CHILD process: this is the only benchmark code that imports TensorFlow).
+
+    python benchmarks/train_models.py mnist_lenet --data ../shared/datasets/mnist.npz --out ~/.cache/convert2snn/bench/...keras
+
+Writes the model to ``--out`` and a JSON sidecar (``<out>.json``) with the Keras test accuracy,
+training time and settings. Deterministic for a given seed (`keras.utils.set_random_seed` and
+TensorFlow op determinism), up to the usual thread-scheduling caveats of CPU training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Changing any of these changes the cache key in bench_mnist.py (it hashes this file).
+MODELS = {
+    "mnist_lenet": dict(epochs=8, batch=128, lr=2e-3, final_lr=2e-5),
+}
+
+
+def load_mnist(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    with np.load(path) as f:
+        x_tr = (f["x_train"].astype(np.float32) / 255.0)[..., None]
+        x_te = (f["x_test"].astype(np.float32) / 255.0)[..., None]
+        return x_tr, f["y_train"].astype(np.int64), x_te, f["y_test"].astype(np.int64)
+
+
+def mnist_lenet(keras):
+    """LeNet-5-like: two 5x5 conv blocks (Conv → BN → ReLU → MaxPool), Dense 128, Dense 10 (softmax)."""
+    layers = keras.layers
+    inp = keras.Input((28, 28, 1), name="image")
+    x = layers.Conv2D(16, 5, use_bias=False, name="conv1")(inp)      # 24x24x16
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.ReLU(name="relu1")(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)                       # 12x12x16
+    x = layers.Conv2D(32, 5, use_bias=False, name="conv2")(x)         # 8x8x32
+    x = layers.BatchNormalization(name="bn2")(x)
+    x = layers.ReLU(name="relu2")(x)
+    x = layers.MaxPooling2D(2, name="pool2")(x)                       # 4x4x32
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, name="fc1")(x)
+    x = layers.ReLU(name="relu3")(x)
+    x = layers.Dropout(0.3, name="drop")(x)
+    x = layers.Dense(10, name="fc2")(x)
+    out = layers.Softmax(name="softmax")(x)
+    return keras.Model(inp, out, name="mnist_lenet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("model", choices=sorted(MODELS))
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import tensorflow as tf
+
+    cfg = MODELS[args.model]
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+    x_tr, y_tr, x_te, y_te = load_mnist(args.data)
+    model = globals()[args.model](keras)
+    steps = cfg["epochs"] * int(np.ceil(len(x_tr) / cfg["batch"]))
+    schedule = keras.optimizers.schedules.CosineDecay(cfg["lr"], steps, alpha=cfg["final_lr"] / cfg["lr"])
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    print(f"[train] {args.model}: {model.count_params()} parameters, {cfg['epochs']} epochs, seed {args.seed}", flush=True)
+    wall, cpu = time.perf_counter(), time.process_time()
+    model.fit(x_tr, y_tr, batch_size=cfg["batch"], epochs=cfg["epochs"], shuffle=True, verbose=2)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    _, acc = model.evaluate(x_te, y_te, batch_size=1000, verbose=0)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(args.out)
+    info = {"model": args.model, "keras_test_accuracy": float(acc), "train_wall_s": wall, "train_cpu_s": cpu,
+            "seed": args.seed, "params": int(model.count_params()), **cfg,
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0]}}
+    Path(str(args.out) + ".json").write_text(json.dumps(info, indent=2))
+    print(f"[train] Keras test accuracy {100 * acc:.2f} % ({wall:.0f} s wall, {cpu:.0f} s CPU); saved {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
