@@ -147,14 +147,26 @@ def export(request: dict) -> dict:
         from tf2onnx import optimizer as tf2onnx_optimizer
 
         optimizers = {k: v for k, v in tf2onnx_optimizer._get_optimizers().items() if k in FAST_OPTIMIZERS}
-    try:
-        model_proto, _ = tf2onnx.convert.from_keras(
+    def export(catch_errors: bool):
+        # tf2onnx deep-copies the whole graph, weights included, before every optimiser run
+        # so that it can roll a failing optimiser back (~1 s on a VGG-16). Our optimiser subset
+        # is first run without that safety net; only if it raises is the safe mode used.
+        os.environ["TF2ONNX_CATCH_ERRORS"] = "TRUE" if catch_errors else "FALSE"
+        return tf2onnx.convert.from_keras(
             model,
             input_signature=tuple(specs),
             opset=request.get("opset", 17),
             inputs_as_nchw=nchw or None,
             optimizers=optimizers,
-        )
+        )[0]
+
+    try:
+        try:
+            model_proto = export(catch_errors=optimizers is None)
+        except Exception:  # noqa: BLE001 - retried below with tf2onnx's own rollback
+            if optimizers is None:
+                raise
+            model_proto = export(catch_errors=True)
     except Exception as exc:  # noqa: BLE001 - reported to the parent with the layer name
         raise RuntimeError(f"tf2onnx could not export the model: {exc}") from exc
     clock.lap("export")

@@ -1,0 +1,225 @@
+"""`bridges.to_torch` from torch modules and ONNX, and the errors a user sees for bad input.
+
+Torch-only except the last two tests (marked ``tf``), which build their Keras files in a child
+process: TensorFlow never enters the test process.
+"""
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch import fx, nn
+
+import bridges
+from bridges.modules import OutputSoftmax
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.drop = nn.Dropout(0.3)
+        self.fc = nn.Linear(8 * 2 * 2, 10)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        x = nn.functional.relu6(self.bn2(self.conv2(x)))
+        x = self.drop(torch.flatten(x, 1))
+        return torch.softmax(self.fc(x), dim=1)
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    model = SmallCNN()
+    for bn in (model.bn1, model.bn2):  # non-default statistics: a dropped fold cannot hide
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+def _relative_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-6))
+
+
+def _check_clean(gm: fx.GraphModule, reference: nn.Module, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        assert _relative_diff(gm(x), reference(x)) <= 1e-5
+    kinds = {type(m) for m in gm.modules()}
+    assert not kinds & {nn.BatchNorm2d, nn.Dropout}, kinds  # folded / removed
+    assert not [m for m in gm.modules() if type(m).__module__.startswith("onnx2torch")]
+    assert OutputSoftmax in kinds and gm.bridge_info.output_softmax
+    retraced = fx.symbolic_trace(gm)
+    with torch.no_grad():
+        assert torch.equal(retraced(x), gm(x))
+
+
+def test_torch_module_is_cleaned_and_left_untouched(net):
+    before = copy.deepcopy(net.state_dict())
+    x = torch.rand(4, 3, 12, 12)
+    gm = bridges.to_torch(net, example_input=x[:1])
+    _check_clean(gm, net, x)
+    assert gm.bridge_info.source == "torch" and gm.bridge_info.input_shape == (3, 12, 12)
+    after = net.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert isinstance(net.bn1, nn.BatchNorm2d) and not net.training
+
+
+def test_onnx_path_and_proto_give_the_same_clean_graph(net, tmp_path):
+    x = torch.rand(4, 3, 12, 12)
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, (x[:1],), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    from_path = bridges.to_torch(path)
+    from_proto = bridges.to_torch(onnx.load(str(path)))
+    _check_clean(from_path, net, x)
+    with torch.no_grad():
+        assert torch.equal(from_path(x), from_proto(x))
+
+
+def _onnx_model(op_type: str, node_name: str, spatial=(4, 4)) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, *spatial])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, *spatial])
+    relu = helper.make_node("Relu", ["x"], ["h"], name="relu_ok")
+    odd = helper.make_node(op_type, ["h"], ["y"], name=node_name)
+    graph = helper.make_graph([relu, odd], "g", [x], [y])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_unsupported_op_is_named_before_conversion():
+    proto = _onnx_model("Hardmax", "strange_node")
+    with pytest.raises(bridges.UnsupportedLayerError) as info:
+        bridges.to_torch(proto)
+    message = str(info.value)
+    assert "ONNX node 'strange_node' (op Hardmax): no converter for ONNX op Hardmax" in message
+    assert "convert2snn inspect MODEL" in message
+    assert info.value.op == "Hardmax"
+    rows = {r.layer: r for r in bridges.inspect_layers(proto)}
+    assert rows["relu_ok"].supported and not rows["strange_node"].supported
+
+
+def test_recurrent_loop_gets_a_hint():
+    rows = bridges.inspect_layers(_onnx_model("Loop", "gru_loop"))
+    bad = [r for r in rows if not r.supported]
+    assert [r.layer for r in bad] == ["gru_loop"] and "use an LSTM layer" in bad[0].reason
+
+
+@pytest.mark.parametrize("model, kwargs, message", [
+    ("missing.onnx", {}, "model file 'missing.onnx' does not exist"),
+    ("README.md", {}, "unknown model format (expected .keras, .h5, a SavedModel directory, .onnx"),
+    (42, {}, "cannot convert an object of type int"),
+    (SmallCNN(), {}, "a torch.nn.Module needs an example input batch"),
+    (SmallCNN(), {"example_input": torch.zeros(3)}, "example_input must be a tensor with a batch dimension"),
+])
+def test_bad_input_messages(model, kwargs, message):
+    with pytest.raises(bridges.InvalidInputError) as info:
+        bridges.to_torch(model, **kwargs)
+    assert message in str(info.value)
+
+
+def test_dynamic_spatial_dimension_is_refused():
+    proto = _onnx_model("Relu", "relu2", spatial=("h", 4))
+    with pytest.raises(bridges.InvalidInputError, match=r"input 'x' has a dynamic dimension 2 \('h'\)"):
+        bridges.to_torch(proto)
+
+
+def test_truncated_onnx_file(tmp_path):
+    path = tmp_path / "cut.onnx"
+    data = _onnx_model("Relu", "r").SerializeToString()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(bridges.InvalidInputError, match="not a readable ONNX model"):
+        bridges.to_torch(path)
+
+
+def _build_keras(tmp_path, body: str) -> str:
+    script = textwrap.dedent("""
+        import os, sys
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        import keras
+        keras.utils.set_random_seed(0)
+    """) + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.tf
+def test_keras_gru_is_refused_naming_the_layer(tmp_path):
+    path = _build_keras(tmp_path, """
+        inp = keras.Input((5, 3))
+        h = keras.layers.GRU(4, name="my_gru")(inp)
+        out = keras.layers.Dense(2, name="head")(h)
+        keras.Model(inp, out).save(sys.argv[1] + "/gru.keras")
+        print(sys.argv[1] + "/gru.keras")
+    """)
+    with pytest.raises(bridges.UnsupportedLayerError) as info:
+        bridges.to_torch(path)
+    assert "Keras layer 'my_gru'" in str(info.value) and "use an LSTM layer" in str(info.value)
+    assert info.value.layer == "my_gru"
+
+
+@pytest.mark.tf
+def test_keras_child_errors_come_back_as_exceptions(tmp_path):
+    """A file TensorFlow cannot load: the child's error is raised here, the caller keeps running."""
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"PK\x03\x04 this is not a keras archive")
+    with pytest.raises(bridges.ConversionError) as info:
+        bridges.to_torch(path)
+    assert "broken.keras" in str(info.value)
+    assert np.isfinite(float(torch.ones(1).sum()))  # this process is alive and well
+
+
+class NewerOpsNet(nn.Module):
+    """Ops whose ONNX versions changed in opsets 18-21 (Pad, Reduce*, Resize, AveragePool, Constant)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 4, 3)
+        self.fc = nn.Linear(4, 3)
+        self.up = nn.Upsample(scale_factor=2)
+
+    def forward(self, x):
+        x = nn.functional.relu6(self.conv(nn.functional.pad(x, (1, 1, 1, 1))))
+        x = nn.functional.avg_pool2d(self.up(x), 2)
+        return self.fc(torch.flatten(x.mean(dim=(2, 3)) + x.amax(dim=(2, 3)), 1)).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("opset", [17, 18, 19, 20, 21])
+def test_torch_onnx_export_of_any_recent_opset(opset, tmp_path):
+    """torch.onnx.export writes opset 20 by default; onnx2torch alone stops at 17."""
+    torch.manual_seed(opset)
+    net = NewerOpsNet().eval()
+    x = torch.rand(3, 2, 6, 6)
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, (x[:1],), str(path), dynamo=False, opset_version=opset, input_names=["x"],
+                      dynamic_axes={"x": {0: "n"}})
+    assert onnx.load(str(path)).opset_import[0].version == opset
+    gm = bridges.to_torch(path)
+    with torch.no_grad():
+        assert _relative_diff(gm(x), net(x)) <= 1e-6
+    kinds = {type(m).__name__ for m in gm.modules()}
+    assert {"Conv2d", "ReLU6", "Upsample", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Linear"} <= kinds
+    assert not [k for k in kinds if k.startswith("Onnx")], kinds
+
+
+def test_behaviour_added_in_newer_opsets_is_refused():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, 6, 6])
+    pads = helper.make_tensor("pads", TensorProto.INT64, [8], [0, 0, 1, 1, 0, 0, 1, 1])
+    pad = helper.make_node("Pad", ["x", "pads"], ["y"], name="wrap_pad", mode="wrap")
+    proto = helper.make_model(helper.make_graph([pad], "g", [x], [y], [pads]), opset_imports=[helper.make_opsetid("", 19)])
+    with pytest.raises(bridges.UnsupportedLayerError, match="Pad node 'wrap_pad': mode='wrap' is not supported"):
+        bridges.to_torch(proto)
