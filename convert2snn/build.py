@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import torch
 from torch import fx, nn
 
 from bridges.modules import OutputSoftmax

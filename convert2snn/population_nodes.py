@@ -44,7 +44,6 @@ the current input (``integrate=False``) and the LSTM supplies the step index.
 """
 from __future__ import annotations
 
-import math
 import zlib
 
 import torch

@@ -16,7 +16,6 @@ on a held-out part of the calibration data.
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import math

@@ -9,9 +9,8 @@ adding a rule in a new file of this package, never by editing a switch.
 """
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 from torch import fx, nn
@@ -81,9 +80,6 @@ class PassContext:
     def shape(self, node: fx.Node, run: int = 0) -> tuple[int, ...] | None:
         v = self.value(node, run)
         return tuple(v.shape) if isinstance(v, torch.Tensor) else None
-
-    def batch_of(self, run: int) -> int:
-        return BATCHES[run]
 
     def is_constant(self, node: fx.Node) -> bool:
         """True for a value that does not depend on the graph inputs at all."""
@@ -184,10 +180,6 @@ def _record_values(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict
     return rec.values
 
 
-def users(node: fx.Node) -> list[fx.Node]:
-    return list(node.users)
-
-
 def single_user(node: fx.Node) -> fx.Node | None:
     us = list(node.users)
     return us[0] if len(us) == 1 else None
@@ -196,9 +188,6 @@ def single_user(node: fx.Node) -> fx.Node | None:
 def is_output(node: fx.Node) -> bool:
     return any(u.op == "output" for u in node.users)
 
-
-ADD_FUNCS = (operator.add, torch.add)
-MUL_FUNCS = (operator.mul, torch.mul)
 
 
 def run_rules(ctx: PassContext, *, max_rounds: int = 50) -> int:
@@ -242,7 +231,3 @@ def _drop_unused_modules(gm: fx.GraphModule) -> None:
                 delattr(child, attr)
 
 
-def iter_call_modules(gm: fx.GraphModule, types: type | tuple[type, ...]) -> Iterable[fx.Node]:
-    for node in gm.graph.nodes:
-        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), types):
-            yield node

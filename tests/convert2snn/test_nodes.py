@@ -1,8 +1,6 @@
 """Neuron nodes: exact spike counts, the fast path equals SpikingJelly's path, state and reset."""
 import math
 
-import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -1,5 +1,4 @@
 """Property: rate-converted random networks converge to their ANN as T grows (max normalisation)."""
-import numpy as np
 import pytest
 import torch
 
