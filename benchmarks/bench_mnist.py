@@ -91,7 +91,7 @@ def config_name(cfg: dict) -> str:
     return f"p={cfg['percentile']:g} {'per-channel' if cfg['per_channel'] else 'per-layer'} v_init={cfg['v_init']:g}"
 
 
-DEFAULT_CFG = {"percentile": 99.99, "per_channel": False, "v_init": 0.5}
+DEFAULT_CFG = {"percentile": 99.9, "per_channel": True, "v_init": 0.5}
 
 
 def grid() -> list[dict]:

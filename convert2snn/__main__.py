@@ -149,8 +149,8 @@ def _parse_options(args) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
-    if getattr(args, "per_channel", False):
-        options["per_channel"] = True
+    if getattr(args, "per_channel", None) is not None:
+        options["per_channel"] = args.per_channel
     if getattr(args, "strict", False):
         options["strict"] = True
     for item in getattr(args, "option", None) or []:
@@ -363,8 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--type", dest="conversion_type", default="rate", help="conversion type (default: rate)")
     p.add_argument("--calibration", required=True, metavar="DATA.npz", help="calibration inputs (a few hundred to a few thousand)")
     p.add_argument("-o", "--output", required=True, metavar="SNN.c2s", help="where to write the converted model")
-    p.add_argument("--percentile", type=float, help="activation percentile for the scales λ (default 99.99; 100 = max)")
-    p.add_argument("--per-channel", action="store_true", help="one λ per channel instead of per layer")
+    p.add_argument("--percentile", type=float, help="activation percentile for the scales λ (default 99.9; 100 = max)")
+    p.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
+                   help="one λ per output channel (default) or, with --no-per-channel, one per layer")
     p.add_argument("--v-init", type=float, help="initial membrane potential as a fraction of the threshold (default 0.5)")
     p.add_argument("--neuron", choices=("if", "lif"), help="neuron model (default if)")
     p.add_argument("--tau", type=float, help="membrane time constant in steps for --neuron lif")

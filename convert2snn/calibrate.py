@@ -160,11 +160,12 @@ def _interval_function(fn, args, kwargs):
 
 @torch.no_grad()
 def interval_maxima(ann: fx.GraphModule, input_shape: tuple[int, ...], input_range: tuple[float, float],
-                    nodes: list[str]) -> dict[str, torch.Tensor]:
+                    nodes: list[str], per_channel: bool = False) -> dict[str, torch.Tensor]:
     """Upper bounds of the outputs of ``nodes`` over all inputs in ``input_range`` (data-free).
 
     Each node's maximum is the largest activation any input in the box can produce, so a scale set
-    to it never clips; being a worst case it is larger than what real data reaches.
+    to it never clips; being a worst case it is larger than what real data reaches. With
+    ``per_channel`` the bound is per channel (axis 1 of the activation).
     """
     low = torch.full((1,) + tuple(input_shape), float(input_range[0]))
     high = torch.full((1,) + tuple(input_shape), float(input_range[1]))
@@ -175,7 +176,11 @@ def interval_maxima(ann: fx.GraphModule, input_shape: tuple[int, ...], input_ran
     def record(n: fx.Node):
         out = original(n)
         if n.name in nodes:
-            seen[n.name] = out[1].reshape(-1).max().clamp(min=0.0)
+            upper = out[1][0]
+            if per_channel and upper.dim() >= 1:  # channel axis first (batch removed)
+                seen[n.name] = upper.reshape(upper.shape[0], -1).amax(dim=1).clamp(min=0.0)
+            else:
+                seen[n.name] = upper.reshape(-1).max().clamp(min=0.0)
         return out
 
     interp.run_node = record

@@ -416,7 +416,8 @@ class RateConversion(ConversionType):
 
     def data_free_scales(self, ann, options, shapes, layer_names, report):
         nodes = [n.name for n in activation_nodes(ann)]
-        maxima = interval_maxima(ann, tuple(shapes[next(iter(ann.graph.nodes)).name]), options.input_range, nodes)
+        maxima = interval_maxima(ann, tuple(shapes[next(iter(ann.graph.nodes)).name]), options.input_range, nodes,
+                                 per_channel=options.per_channel)
         report.approximations.append(
             f"data-free normalisation: λ is the largest activation any input in {options.input_range} can produce "
             "(no clipping, but coarser rates than data-based λ: pass calibration_data for fewer timesteps)")

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timesteps", type=int, nargs="+", default=list(DEFAULT_TIMESTEPS))
     p.add_argument("--calibration", type=int, default=2000, help="training images used for calibration")
-    p.add_argument("--percentile", type=float, default=99.99)
+    p.add_argument("--percentile", type=float, default=99.9)
     p.add_argument("--limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument("--plot", type=Path, default=None, help="accuracy-vs-T plot (default OUT/accuracy_vs_T.png)")
     p.add_argument("--reuse", action="store_true", help="reuse OUT/model.keras if it exists instead of training")

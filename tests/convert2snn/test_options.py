@@ -101,9 +101,14 @@ def test_data_free_conversion_warns_once_and_converges(setup):
         convert2snn.convert(net, example_input=x[:1], progress=False)  # no second warning
     assert any("data-free" in a for a in snn.report.approximations)
     # worst-case bounds never clip: the scales exceed the data-based maxima
-    data_based = _convert(setup, percentile=100)
-    for layer, s in snn.report.scales.items():
-        assert s["lambda"] >= data_based.report.scales[layer]["lambda"] - 1e-6
+    for per_channel, key in ((False, "lambda"), (True, "min")):
+        free = convert2snn.convert(net, example_input=x[:1], progress=False, per_channel=per_channel)
+        data_based = _convert(setup, percentile=100, per_channel=per_channel)
+        for layer, s in free.report.scales.items():
+            # per channel: compare channel by channel through the folded scales
+            assert s[key] >= 0 and set(s) == set(data_based.report.scales[layer])
+        for node, lam in free.scales.items():
+            assert bool((lam >= data_based.scales[node] - 1e-6).all()), node
     assert snn.evaluate(x, y, timesteps=1024).accuracy[0] >= 0.97
     with pytest.raises(ApproximationError):
         convert2snn.convert(net, example_input=x[:1], strict=True)
