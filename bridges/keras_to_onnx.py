@@ -42,7 +42,11 @@ def is_keras_path(path: Path) -> bool:
 
 
 def _keras_flavour(model: Any) -> str:
-    return "tf_keras" if any((c.__module__ or "").startswith(("tf_keras", "tensorflow")) for c in type(model).__mro__) else "keras"
+    # Keras 3 models also inherit TensorFlow's trackable classes: decide by the Model class itself
+    for cls in type(model).__mro__:
+        if cls.__name__ in ("Model", "Functional", "Sequential"):
+            return "keras" if (cls.__module__ or "").startswith("keras") else "tf_keras"
+    return "keras"
 
 
 def keras_file_input_shape(path: str | os.PathLike) -> tuple[int, ...] | None:

@@ -223,3 +223,36 @@ def test_behaviour_added_in_newer_opsets_is_refused():
     proto = helper.make_model(helper.make_graph([pad], "g", [x], [y], [pads]), opset_imports=[helper.make_opsetid("", 19)])
     with pytest.raises(bridges.UnsupportedLayerError, match="Pad node 'wrap_pad': mode='wrap' is not supported"):
         bridges.to_torch(proto)
+
+
+@pytest.mark.tf
+def test_keras_model_object_and_savedmodel_directory(tmp_path):
+    """A keras.Model object (exported from a process that imported Keras BEFORE bridges: the torchvision
+    guard must keep it alive) and a tf.keras
+    SavedModel directory both bridge to the Keras outputs."""
+    _build_keras(tmp_path, """
+        import numpy as np
+        import tf_keras
+        import bridges
+        out = sys.argv[1]
+        rng = np.random.default_rng(0)
+        x = rng.random((4, 6, 6, 2), dtype=np.float32)
+        inp = keras.Input((6, 6, 2))
+        h = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inp)
+        y = keras.layers.Dense(2, name="head")(keras.layers.Flatten()(h))
+        model = keras.Model(inp, y)
+        model.get_layer("conv").bias.assign(rng.normal(size=3).astype("float32"))
+        bridges.to_onnx(model, out + "/from_object.onnx")
+        legacy = tf_keras.Sequential([tf_keras.Input((6, 6, 2)), tf_keras.layers.Conv2D(3, 3, activation="relu"),
+                                      tf_keras.layers.Flatten(), tf_keras.layers.Dense(2)])
+        legacy.save(out + "/saved_model_dir")
+        np.savez(out + "/ref.npz", x=x, y_object=model(x).numpy(), y_saved=legacy(x).numpy())
+        print("ok")
+    """)
+    ref = np.load(tmp_path / "ref.npz")
+    for source, key in ((tmp_path / "from_object.onnx", "y_object"), (tmp_path / "saved_model_dir", "y_saved")):
+        gm = bridges.to_torch(source)
+        assert gm.bridge_info.source == "keras"
+        with torch.no_grad():
+            y = gm(gm.bridge_info.to_model_layout(torch.from_numpy(ref["x"]))).numpy()
+        assert np.abs(y - ref[key]).max() <= 1e-5 * max(np.abs(ref[key]).max(), 1e-6), source
