@@ -64,13 +64,13 @@ def train(x, y, epochs: int = 40, seed: int = 0) -> DigitsCNN:
 
 
 CONFIGS = [
-    {"name": "max-norm (p=100)", "percentile": 100.0},
-    {"name": "p=99.99", "percentile": 99.99},
-    {"name": "p=99.9", "percentile": 99.9},
-    {"name": "p=99.9 per-channel", "percentile": 99.9, "per_channel": True},
-    {"name": "p=99.9 no centering (v_init=0)", "percentile": 99.9, "v_init": 0.0},
-    {"name": "p=99.9 LIF tau=50", "percentile": 99.9, "neuron": "lif", "tau": 50.0},
-    {"name": "p=99.9 Poisson input", "percentile": 99.9, "encoding": "poisson"},
+    {"name": "max-norm (p=100) per-layer", "percentile": 100.0, "per_channel": False},
+    {"name": "p=99.99 per-layer", "percentile": 99.99, "per_channel": False},
+    {"name": "p=99.9 per-layer", "percentile": 99.9, "per_channel": False},
+    {"name": "p=99.9 per-channel (default)"},
+    {"name": "default, no centering (v_init=0)", "v_init": 0.0},
+    {"name": "default, LIF tau=50", "neuron": "lif", "tau": 50.0},
+    {"name": "default, Poisson input", "encoding": "poisson"},
     {"name": "search global", "search": {"target_T": 8}},
     {"name": "search per layer", "search": {"target_T": 8, "per_layer": True}},
 ]
