@@ -61,10 +61,10 @@ class PopulationOptions:
     layer_n: dict[str, int] = field(default_factory=dict)
     """Per-layer population sizes overriding ``n`` ({"layer": n, "lstm/forget_gate": n}; 0 = analog, only
     for sigmoid / tanh layers and LSTM gates)."""
-    percentile: float = 99.99
-    """Activation percentile that sets each ReLU layer's scale λ (100 = max normalisation)."""
-    per_channel: bool = False
-    """One λ per channel instead of one per layer."""
+    percentile: float = 99.9
+    """Activation percentile that sets each ReLU layer's scale λ (100 = max normalisation); as for rate."""
+    per_channel: bool = True
+    """One λ per output channel (False: one per layer); as for rate."""
     encoding: str = "analog"
     """Input coding: "analog" (constant current) or "poisson" (inputs in [0, 1])."""
     batch_size: int = 256
