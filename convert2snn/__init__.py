@@ -9,7 +9,7 @@ Pipeline (one module per stage): `bridges` (model → clean torch graph), `calib
 `simulate` (time-chunked multi-step simulation), `model` (the user-facing `SpikingModel`).
 """
 from .convert import convert, load
-from .errors import (ApproximationError, ConversionError, ExportError, InvalidInputError,
+from .errors import (ApproximationError, ConversionError, ExportError, InvalidInputError, SimulationMemoryError,
                      UnsupportedLayerError)
 from .model import EvaluationResult, SpikingModel
 from .sweep import sweep
@@ -17,4 +17,4 @@ from .sweep import sweep
 __version__ = "0.1.0"
 
 __all__ = ["convert", "load", "sweep", "SpikingModel", "EvaluationResult", "ConversionError", "UnsupportedLayerError",
-           "InvalidInputError", "ExportError", "ApproximationError", "__version__"]
+           "InvalidInputError", "ExportError", "ApproximationError", "SimulationMemoryError", "__version__"]

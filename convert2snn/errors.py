@@ -5,6 +5,7 @@
 - `InvalidInputError` (also a ValueError): bad arguments, files or data.
 - `ExportError`: the Keras → ONNX export in the child process failed.
 - `ApproximationError`: ``strict=True`` and the conversion would have to approximate.
+- `SimulationMemoryError` (also a MemoryError): not even one sample fits in the device's memory.
 """
 from bridges.errors import ConversionError, ExportError, InvalidInputError, UnsupportedLayerError, unsupported
 
@@ -13,5 +14,9 @@ class ApproximationError(ConversionError):
     """An approximation would be needed and ``strict=True`` forbids it."""
 
 
+class SimulationMemoryError(ConversionError, MemoryError):
+    """A single sample's activations for one time step do not fit in the device's free memory."""
+
+
 __all__ = ["ConversionError", "UnsupportedLayerError", "InvalidInputError", "ExportError", "ApproximationError",
-           "unsupported"]
+           "SimulationMemoryError", "unsupported"]

@@ -9,6 +9,7 @@ neuron compute once per sample (see `convert2snn.sequence`).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from spikingjelly.activation_based import functional
 from torch import nn
 
+from .errors import SimulationMemoryError
 from .nodes import is_neuron, unit_spikes
 from .progress import progress_bar
 from .sequence import constant_sequence
@@ -133,10 +135,38 @@ class _SpikeCounter:
             h.remove()
 
 
-def chunk_length(activation_elements: int, batch: int, steps: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+def chunk_length(activation_elements: int, batch: int, steps: int, budget_bytes: int | None = None) -> int:
     """Time steps per chunk so that a chunk's activations fit in ``budget_bytes``."""
-    per_step = max(1, activation_elements) * batch * 4 * 2  # float32, input and output of each layer
-    return int(max(1, min(steps, budget_bytes // per_step)))
+    budget = DEFAULT_CHUNK_BYTES if budget_bytes is None else budget_bytes
+    per_step = _bytes_per_sample_step(activation_elements) * batch
+    return int(max(1, min(steps, budget // per_step)))
+
+
+def _bytes_per_sample_step(activation_elements: int) -> int:
+    return max(1, activation_elements) * 4 * 2  # float32, input and output of each layer
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free memory on ``device`` in bytes (None when unknown)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        return None
+
+
+def plan_batch(activation_elements: int, batch_size: int, device: torch.device) -> int:
+    """The batch size to simulate with: ``batch_size`` reduced so that one time step of the batch
+    fits the chunk budget. Raises `SimulationMemoryError` if one sample's single step cannot fit
+    in the device's free memory."""
+    per_sample = _bytes_per_sample_step(activation_elements)
+    free = available_memory(device)
+    if free is not None and per_sample > free:
+        raise SimulationMemoryError(
+            f"one sample needs {per_sample / 2**20:.0f} MiB of activations per time step but only "
+            f"{free / 2**20:.0f} MiB are free on {device}; use a smaller input or a device with more memory")
+    return int(max(1, min(batch_size, DEFAULT_CHUNK_BYTES // per_sample)))
 
 
 @torch.no_grad()
@@ -154,6 +184,7 @@ def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch
     """
     steps = max(timesteps)
     wanted = sorted(set(timesteps))
+    batch_size = plan_batch(activation_elements, batch_size, torch.device(device))  # before any hook is attached
     network = network.to(device).eval()
     counter = _SpikeCounter(network, layer_names or {}, steps, per_neuron, fan_out=fan_out, snapshots=tuple(wanted),
                             sink=sink, trace=trace)

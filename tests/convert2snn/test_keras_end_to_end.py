@@ -72,3 +72,34 @@ def test_bad_calibration_shape_fails_before_export(keras_model, monkeypatch):
     monkeypatch.setattr(bridges.keras_to_onnx.subprocess, "run", no_export)
     with pytest.raises(convert2snn.InvalidInputError, match=r"per-sample shape \(2, 10, 10\).*expects \(10, 10, 2\)"):
         convert2snn.convert(str(path), calibration_data=x.transpose(0, 3, 1, 2))
+
+
+USER_PROCESS = textwrap.dedent("""
+    # A user's process: Keras first (the model object lives here), convert2snn after it.
+    import hashlib, sys, numpy as np, keras
+    import convert2snn
+    path = sys.argv[1]
+    model = keras.models.load_model(path)
+    x = np.random.default_rng(1).random((32, 10, 10, 2)).astype("float32")
+
+    def state():
+        return ([w.copy() for w in model.get_weights()], [l.trainable for l in model.layers], model.name,
+                hashlib.sha256(open(path, "rb").read()).hexdigest())
+
+    before = state()
+    for kind in convert2snn.conversion.available():
+        for source in (model, path):
+            snn = convert2snn.convert(source, kind, calibration_data=x, progress=False)
+            assert np.abs(snn.ann_predict(x) - model.predict(x, verbose=0)).max() < 1e-4, kind
+            after = state()
+            assert all(np.array_equal(a, b) for a, b in zip(before[0], after[0])), (kind, "weights changed")
+            assert before[1:] == after[1:], (kind, "layers, name or file changed")
+    print("checked", convert2snn.conversion.available())
+""")
+
+
+def test_user_model_object_and_file_unchanged_by_every_conversion_type(keras_model):
+    path, _, _ = keras_model
+    proc = subprocess.run([sys.executable, "-c", USER_PROCESS, str(path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "checked ['rate', 'population']" in proc.stdout or "checked ['population', 'rate']" in proc.stdout
