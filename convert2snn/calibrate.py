@@ -113,6 +113,13 @@ def _interval_module(m: nn.Module, x: tuple[torch.Tensor, torch.Tensor]) -> tupl
     from bridges.fold import WEIGHTED_TYPES
     from bridges.modules import Affine
 
+    from bridges.converters.lstm import LSTM
+
+    if isinstance(m, LSTM):
+        # y and h = o·tanh(c) lie in [−1, 1]; |c_t| ≤ t since c_t = f·c_{t−1} + i·g with |i·g| ≤ 1
+        y, y_h, y_c = m(x[0])
+        steps = float(x[0].shape[1] if getattr(m, "layout", 1) == 1 else x[0].shape[0])
+        return tuple((torch.full_like(v, -b), torch.full_like(v, b)) for v, b in ((y, 1.0), (y_h, 1.0), (y_c, steps)))
     low, high = x
     if isinstance(m, WEIGHTED_TYPES):
         pos, neg = m.weight.clamp(min=0), m.weight.clamp(max=0)
@@ -151,6 +158,11 @@ def _interval_function(fn, args, kwargs):
         return args[0][0] + args[1][0], args[0][1] + args[1][1]
     if fn is operator.sub:
         return args[0][0] - args[1][1], args[0][1] - args[1][0]
+    if fn is operator.getitem:
+        value, index = args
+        if isinstance(value[0], torch.Tensor):  # an interval: index both ends
+            return value[0][index], value[1][index]
+        return value[index]  # a tuple of intervals (a module with several outputs)
     if fn is torch.cat:
         parts = args[0]
         dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)

@@ -33,7 +33,7 @@ from .errors import ApproximationError, ConversionError, InvalidInputError, Unsu
 from .nodes import MembraneReadout, SpikingMaxPool
 from .population_nodes import (MISMATCH_MODELS, SIGMA_SIGMOID, SIGMA_TANH, PopulationActivationNode,
                                PopulationIFNode, PopulationLSTM, layer_seed)
-from .rate import (ACTIVATION_TYPES, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, _problem, _set_module,
+from .rate import (ACTIVATION_TYPES, RateConversion, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, _problem, _set_module,
                    activation_nodes, add, cat, clipped_ann, layer_scales, linear_map, normalize, spiking_max_pool,
                    sub)
 from .sequence import SeqModule, propagate_shapes
@@ -67,6 +67,8 @@ class PopulationOptions:
     """One λ per output channel (False: one per layer); as for rate."""
     encoding: str = "analog"
     """Input coding: "analog" (constant current) or "poisson" (inputs in [0, 1])."""
+    input_range: tuple[float, float] = (0.0, 1.0)
+    """Without calibration data: the range of every input value, for the data-free (worst-case) scales."""
     batch_size: int = 256
     """Batch size for calibration and simulation."""
     strict: bool = False
@@ -95,6 +97,9 @@ class PopulationOptions:
                 raise InvalidInputError(f"layer_n[{key!r}] must be an integer in [0, {MAX_N}] (0 = analog), got {value!r}")
         if not 0.0 < self.percentile <= 100.0:
             raise InvalidInputError(f"percentile must be in (0, 100], got {self.percentile}")
+        if len(tuple(self.input_range)) != 2 or not float(self.input_range[0]) < float(self.input_range[1]):
+            raise InvalidInputError(f"input_range must be (low, high) with low < high, got {self.input_range!r}")
+        self.input_range = (float(self.input_range[0]), float(self.input_range[1]))
         if self.encoding not in ("analog", "poisson"):
             raise InvalidInputError(f"encoding must be 'analog' or 'poisson', got {self.encoding!r}")
         if isinstance(self.batch_size, bool) or int(self.batch_size) < 1:
@@ -335,6 +340,12 @@ class PopulationConversion(ConversionType):
     def scales(self, ann, stats, options, shapes, layer_names, report):
         maxima = {name: s.scale(options.percentile) for name, s in stats.items()}
         return layer_scales(ann, maxima, shapes, layer_names, report)
+
+    def data_free_scales(self, ann, options, shapes, layer_names, report):
+        """The rate conversion's interval-arithmetic bounds: the ReLU populations need the same λ."""
+        if getattr(self, "_checked", None) is not None:
+            check_layer_n(*self._checked, options)
+        return RateConversion.data_free_scales(self, ann, options, shapes, layer_names, report)
 
     def finish(self, snn: fx.GraphModule, model, example: torch.Tensor) -> None:
         check_layer_n(model.ann, model.bridge_info.layers, model.options)

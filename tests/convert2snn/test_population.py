@@ -176,3 +176,25 @@ def test_lstm_gates_become_populations_and_match_the_ann(tmp_path):
     out = torch.as_tensor(snn.predict(x.numpy(), timesteps=32))
     assert (out.argmax(1) == ann.argmax(1)).float().mean() >= 0.95
     assert (out - ann).abs().max() <= 0.1 * ann.abs().max()
+
+
+def test_population_without_calibration_data_uses_worst_case_scales(mixed, tmp_path):
+    net, x = mixed
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the once-per-process data-free warning is tested with rate
+        snn = convert2snn.convert(net, "population", example_input=x[:1], n=8, progress=False)
+    assert any("data-free" in a for a in snn.report.approximations)
+    with torch.no_grad():
+        y = net(x).argmax(1).numpy()
+    assert snn.evaluate(x, y, timesteps=256).accuracy[0] >= 0.95
+    lstm = SeqLSTM().eval()
+    xs = torch.rand(48, 6, 4, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    path = tmp_path / "lstm.onnx"
+    torch.onnx.export(lstm, (xs[:1],), str(path), dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    snn = convert2snn.convert(path, "population", input_range=(-1, 1), n=32, progress=False)
+    with torch.no_grad():
+        y = lstm(xs).argmax(1).numpy()
+    assert snn.evaluate(xs.numpy(), y, timesteps=64).accuracy[0] >= 0.9
+
