@@ -63,7 +63,8 @@ def _check(directory: Path, seed: int) -> None:
             ref = logits
         errors.append(float(np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-6)))
     agree = float((result.outputs[2048].argmax(1) == logits.argmax(1)).mean())
-    assert errors[-1] <= 0.05 and errors[-1] < errors[0], (described, errors)
+    # the error shrinks with T, unless the SNN is exact from the start (float rounding only)
+    assert errors[-1] <= 0.05 and (errors[-1] < errors[0] or errors[0] <= 1e-5), (described, errors)
     assert agree >= 0.9, (described, agree, errors)
 
 
