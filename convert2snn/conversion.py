@@ -49,6 +49,25 @@ class ConversionType:
         """Post-build work on the SNN graph (normalisation, checks)."""
 
 
+def refuse_unsupported(ann: fx.GraphModule, layer_names: dict[str, str],
+                       problem: Callable[[fx.GraphModule, fx.Node], tuple[str, str, str] | None], type_name: str) -> None:
+    """Raise one `UnsupportedLayerError` listing every node for which ``problem`` returns
+    (what is wrong, what to do, op) — the preflight of every conversion type."""
+    from .errors import UnsupportedLayerError
+
+    problems, first = [], None
+    for node in ann.graph.nodes:
+        found = problem(ann, node)
+        if found:
+            layer = layer_names.get(node.name, node.name)
+            problems.append(f"  - layer '{layer}': {found[0]}. {found[1]}")
+            first = first or (layer, found[2])
+    if problems:
+        raise UnsupportedLayerError(
+            f"{len(problems)} layer(s) cannot be converted with conversion_type={type_name!r}:\n" + "\n".join(problems),
+            layer=first[0], op=first[1])
+
+
 def conversion_type(name: str) -> Callable[[type[ConversionType]], type[ConversionType]]:
     def deco(cls: type[ConversionType]) -> type[ConversionType]:
         cls.name = name

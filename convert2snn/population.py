@@ -28,8 +28,8 @@ from bridges.converters.lstm import LSTM
 from bridges.modules import Affine, OutputSoftmax
 
 from .build import SNNBuilder, conversion_rule, drop_output_softmax
-from .conversion import ConversionType, conversion_type
-from .errors import ApproximationError, ConversionError, InvalidInputError, UnsupportedLayerError
+from .conversion import ConversionType, conversion_type, refuse_unsupported
+from .errors import ApproximationError, ConversionError, InvalidInputError
 from .nodes import MembraneReadout, SpikingMaxPool
 from .population_nodes import (MISMATCH_MODELS, SIGMA_SIGMOID, SIGMA_TANH, PopulationActivationNode,
                                PopulationIFNode, PopulationLSTM, layer_seed)
@@ -315,17 +315,7 @@ class PopulationConversion(ConversionType):
     options = PopulationOptions
 
     def preflight(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> None:
-        problems, first = [], None
-        for node in ann.graph.nodes:
-            problem = population_problem(ann, node)
-            if problem:
-                layer = layer_names.get(node.name, node.name)
-                problems.append(f"  - layer '{layer}': {problem[0]}. {problem[1]}")
-                first = first or (layer, problem[2])
-        if problems:
-            raise UnsupportedLayerError(
-                f"{len(problems)} layer(s) cannot be converted with conversion_type='population':\n" + "\n".join(problems),
-                layer=first[0], op=first[1])
+        refuse_unsupported(ann, layer_names, population_problem, "population")
         self._checked = (ann, layer_names)
 
     def calibrated_nodes(self, ann: fx.GraphModule) -> list[fx.Node]:

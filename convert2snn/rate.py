@@ -26,7 +26,7 @@ from bridges.modules import Affine, OutputSoftmax, Pad, Permute, Reshape
 
 from .build import SNNBuilder, conversion_rule
 from .calibrate import interval_maxima
-from .conversion import ConversionType, conversion_type
+from .conversion import ConversionType, conversion_type, refuse_unsupported
 from .errors import ApproximationError, ConversionError
 from .options import RateOptions
 from .nodes import IFNeuron, MembraneReadout, SpikingMaxPool
@@ -69,21 +69,7 @@ def activation_nodes(ann: fx.GraphModule) -> list[fx.Node]:
 
 def preflight(ann: fx.GraphModule, layer_names: dict[str, str]) -> None:
     """Refuse, before any calibration, every layer a rate-coded SNN cannot represent."""
-    problems = []
-    first = None
-    for node in ann.graph.nodes:
-        problem = _problem(ann, node)
-        if problem:
-            layer = layer_names.get(node.name, node.name)
-            problems.append(f"  - layer '{layer}': {problem[0]}. {problem[1]}")
-            first = first or (layer, problem[2])
-    if problems:
-        from .errors import UnsupportedLayerError
-
-        raise UnsupportedLayerError(
-            f"{len(problems)} layer(s) cannot be converted with conversion_type='rate':\n" + "\n".join(problems),
-            layer=first[0], op=first[1],
-        )
+    refuse_unsupported(ann, layer_names, _problem, "rate")
 
 
 def _problem(ann: fx.GraphModule, node: fx.Node) -> tuple[str, str, str] | None:
