@@ -135,12 +135,12 @@ class cnn_to_snn:  # noqa: N801  (SpKeras's name)
         previous = self.model.options.batch_size
         self.model.options.batch_size = int(batch_size)
         try:
-            hist = self.model.spike_counts(x_train, timesteps=t, mode=1)
+            hist = [np.asarray(h, dtype=np.int64) for h in self.model.spike_counts(x_train, timesteps=t, mode=1).values()]
+            max_spikes = [len(h) - 1 for h in hist]
             if mode == 1:
-                return [len(h) - 1 for h in hist.values()], [np.asarray(h).tolist() for h in hist.values()]
-            n = as_tensor(x_train, "x_train").shape[0]
-            totals = self.model.spike_counts(x_train, timesteps=t, mode=0)
-            return [len(h) - 1 for h in hist.values()], [int(np.ceil(totals[k] / n)) for k in hist]
+                return max_spikes, [h.tolist() for h in hist]
+            n = as_tensor(x_train, "x_train").shape[0]  # totals from the same run: Σ_k k·h[k]
+            return max_spikes, [int(np.ceil(int(np.dot(np.arange(len(h)), h)) / n)) for h in hist]
         finally:
             self.model.options.batch_size = previous
 
