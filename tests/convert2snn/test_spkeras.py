@@ -1,4 +1,6 @@
 """SpKeras call style: results equal convert2snn's own API; counters agree with a brute-force count."""
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -113,10 +115,8 @@ def test_convert2snn_style_without_calibration_data(setup):
     net, x, y = setup
     from convert2snn import convert
 
-    with pytest.warns(UserWarning):
-        import convert2snn.convert as convert_module
-
-        convert_module._warned_data_free = False
+    importlib.import_module("convert2snn.convert")._warned_data_free = False  # the module, not the function
+    with pytest.warns(UserWarning, match="no calibration_data"):
         snn_model = convert(net, conversion_type="rate", example_input=x[:1])
     assert any("data-free" in a for a in snn_model.report.approximations)
     assert snn_model.evaluate(x, y, timesteps=256).accuracy[0] >= 0.9
