@@ -329,6 +329,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def cmd_export(args) -> int:
+    import convert2snn
+
+    _check_model_path(args.snn)
+    if not _is_snn_file(args.snn):
+        raise CLIError(f"'{args.snn}' is not a converted SNN (.c2s); convert it first: convert2snn convert {args.snn} ...")
+    snn = convert2snn.load(args.snn)
+    out = Path(args.output)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    graph = snn.to_nir(out)
+    print(f"NIR graph with {len(graph.nodes)} nodes written to {out}")
+    print("note: IF neurons reset by subtraction; see the graph's metadata 'convert2snn.warning'")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -415,6 +431,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--energy", help="energy model (default: from the config, else 45nm-fp32)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("export", parents=[common], help="export a converted SNN to another format (NIR)",
+                       description="Write a rate-converted SNN (.c2s) as a NIR graph (Conv2d, Linear, AvgPool2d, "
+                       "Flatten, IF neurons). Needs the 'nir' package.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("snn", help="converted SNN file (.c2s)")
+    p.add_argument("--format", choices=["nir"], default="nir", help="output format (default nir)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.nir", help="output file")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -322,6 +322,18 @@ class SpikingModel:
         return cache
 
     # -- files -------------------------------------------------------------------------------
+    def to_nir(self, path: str | os.PathLike | None = None) -> Any:
+        """The network as a ``nir.NIRGraph`` (rate conversion, chains of Conv2d/Linear/AvgPool2d/
+        Flatten/IF); also written to ``path`` when given. See `convert2snn.nir_export`."""
+        from . import nir_export
+
+        if self.conversion_type != "rate":
+            raise InvalidInputError(f"NIR export covers rate-converted networks, not {self.conversion_type!r}")
+        graph = nir_export.to_nir(self.network, tuple(self.bridge_info.input_shape))
+        if path is not None:
+            nir_export._nir().write(str(path), graph)
+        return graph
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to one file, atomically; `convert2snn.load` reads it back bit-identically."""
         path = Path(path)
