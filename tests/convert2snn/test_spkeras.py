@@ -120,3 +120,46 @@ def test_convert2snn_style_without_calibration_data(setup):
         snn_model = convert(net, conversion_type="rate", example_input=x[:1])
     assert any("data-free" in a for a in snn_model.report.approximations)
     assert snn_model.evaluate(x, y, timesteps=256).accuracy[0] >= 0.9
+
+
+@pytest.fixture(scope="module")
+def digits_cnn():
+    """A small CNN trained on scikit-learn's bundled digits (seeded, a few seconds)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng(0).permutation(len(d.target))
+    x = torch.from_numpy((d.images / 16.0).astype(np.float32)[order, None])
+    y = torch.from_numpy(d.target.astype(np.int64)[order])
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(8 * 4 * 4, 32), nn.ReLU(), nn.Linear(32, 10))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(25):
+        for idx in torch.randperm(1400, generator=g).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        ann_acc = float((net(x[1400:]).argmax(1) == y[1400:]).float().mean())
+    return net, x[:1400], x[1400:], y[1400:].numpy(), ann_acc
+
+
+def test_both_readme_styles_on_a_digits_model(digits_cnn):
+    net, x_train, x_test, y_test, ann_acc = digits_cnn
+    assert ann_acc > 0.9
+    from convert2snn import convert
+
+    importlib.import_module("convert2snn.convert")._warned_data_free = False
+    with pytest.warns(UserWarning, match="no calibration_data"):
+        snn_model = convert(net, conversion_type="rate", example_input=x_train[:1])  # Convert2SNN style
+    data_free = snn_model.evaluate(x_test, y_test, timesteps=256)
+    assert data_free.accuracy[0] >= ann_acc - 0.02
+
+    snn_model = cnn_to_snn(signed_bit=0, amp_factor=100, method=1, epsilon=0.001)(net, x_train)  # SpKeras style
+    loss, acc = snn_model.evaluate(x_test, y_test, timesteps=64, thresholding=0.5)
+    assert acc >= ann_acc - 0.01 and np.isfinite(loss)
+    _, neurons = snn_model.NeuronNumbers(mode=0)
+    assert neurons == [8 * 8 * 8, 32]
