@@ -30,10 +30,9 @@ from bridges.modules import Affine, OutputSoftmax
 from .build import SNNBuilder, conversion_rule, drop_output_softmax
 from .conversion import ConversionType, conversion_type, refuse_unsupported
 from .errors import ApproximationError, ConversionError, InvalidInputError
-from .nodes import MembraneReadout, SpikingMaxPool
 from .population_nodes import (MISMATCH_MODELS, SIGMA_SIGMOID, SIGMA_TANH, PopulationActivationNode,
                                PopulationIFNode, PopulationLSTM, layer_seed)
-from .rate import (ACTIVATION_TYPES, RateConversion, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, _problem, _set_module,
+from .rate import (ACTIVATION_TYPES, RateConversion, limit_network, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, _problem, _set_module,
                    activation_nodes, add, cat, clipped_ann, layer_scales, linear_map, normalize, spiking_max_pool,
                    sub)
 from .sequence import SeqModule, propagate_shapes
@@ -282,20 +281,18 @@ conversion_rule("population", OutputSoftmax)(drop_output_softmax)
 def nominal_limit(snn: fx.GraphModule) -> fx.GraphModule:
     """The SNN with every population replaced by the function it represents (nominal thresholds):
     ReLU populations → clamp(x, 0, 1), sigmoid/tanh populations and LSTM gates → the analog function."""
-    gm = copy.deepcopy(snn)
-    for name, mod in list(gm.named_modules()):
-        if not name:
-            continue
+    def neuron_limit(mod: nn.Module) -> nn.Module | None:
         if isinstance(mod, PopulationIFNode):
-            _set_module(gm, name, SeqModule(nn.Hardtanh(0.0, 1.0)))
-        elif isinstance(mod, PopulationActivationNode) and "." not in name:
+            return SeqModule(nn.Hardtanh(0.0, 1.0))
+        if isinstance(mod, PopulationLSTM):
+            return mod.analog()
+        return None
+
+    gm = limit_network(snn, neuron_limit)
+    # stand-alone sigmoid/tanh populations (not the gates inside a PopulationLSTM, already analog)
+    for name, mod in list(gm.named_modules()):
+        if isinstance(mod, PopulationActivationNode) and name and "." not in name:
             _set_module(gm, name, SeqModule(mod.analog()))
-        elif isinstance(mod, PopulationLSTM):
-            _set_module(gm, name, mod.analog())
-        elif isinstance(mod, SpikingMaxPool):
-            _set_module(gm, name, SeqModule(mod.pool))
-        elif isinstance(mod, MembraneReadout):
-            _set_module(gm, name, nn.Identity())
     gm.recompile()
     return gm
 

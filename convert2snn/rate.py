@@ -334,19 +334,33 @@ def clipped_ann(ann: fx.GraphModule, scales: dict[str, torch.Tensor]) -> fx.Grap
     return gm
 
 
-def rate_limit(snn: fx.GraphModule) -> fx.GraphModule:
-    """The SNN with each neuron replaced by its T → ∞ rate (clamp to [0, 1] for θ = 1)."""
+def limit_network(snn: fx.GraphModule, neuron_limit) -> fx.GraphModule:
+    """A copy of the SNN with every stateful node replaced by its T → ∞ function: neurons by
+    ``neuron_limit(module)`` (None: keep), the spiking max-pool by its pool, the readout by identity."""
     gm = copy.deepcopy(snn)
     for name, mod in list(gm.named_modules()):
-        if isinstance(mod, IFNeuron):  # rate = clamp(current / θ, 0, 1)
-            rate = nn.Sequential(Affine(torch.tensor(1.0 / mod.v_threshold), None), nn.Hardtanh(0.0, 1.0))
-            _set_module(gm, name, SeqModule(rate))
-        elif isinstance(mod, SpikingMaxPool):
+        if not name:
+            continue
+        if isinstance(mod, SpikingMaxPool):
             _set_module(gm, name, SeqModule(mod.pool))
         elif isinstance(mod, MembraneReadout):
             _set_module(gm, name, nn.Identity())
+        else:
+            replacement = neuron_limit(mod)
+            if replacement is not None:
+                _set_module(gm, name, replacement)
     gm.recompile()
     return gm
+
+
+def rate_limit(snn: fx.GraphModule) -> fx.GraphModule:
+    """The SNN with each neuron replaced by its T → ∞ rate (clamp to [0, 1] for θ = 1)."""
+    def neuron_limit(mod: nn.Module) -> nn.Module | None:
+        if isinstance(mod, IFNeuron):  # rate = clamp(current / θ, 0, 1)
+            return SeqModule(nn.Sequential(Affine(torch.tensor(1.0 / mod.v_threshold), None), nn.Hardtanh(0.0, 1.0)))
+        return None
+
+    return limit_network(snn, neuron_limit)
 
 
 def _set_module(gm: nn.Module, target: str, module: nn.Module) -> None:
