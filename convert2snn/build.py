@@ -23,6 +23,8 @@ from .nodes import MembraneReadout
 from .sequence import SeqModule
 
 Rule = Callable[["SNNBuilder", fx.Node, tuple], fx.Node]
+# Besides module classes and functions, a type may register "default" (ops without a rule) and
+# "readout" (called as fn(builder, snn_output_node) → the readout module; MembraneReadout if absent).
 _RULES: dict[tuple[str, Any], Rule] = {}
 
 
@@ -131,7 +133,9 @@ def build_snn(ann: fx.GraphModule, conversion_type: str, report: ConversionRepor
             value = node.args[0]
             if not isinstance(value, fx.Node):
                 raise UnsupportedLayerError("models with several outputs are not supported (convert one output at a time)")
-            out = b.call(MembraneReadout(), (env[value],), "readout")
+            make_readout = _RULES.get((conversion_type, "readout"))
+            readout = make_readout(b, env[value]) if make_readout is not None else MembraneReadout()
+            out = b.call(readout, (env[value],), "readout")
             b.graph.output(out)
             continue
         args = fx.map_arg(node.args, lambda n: env[n])

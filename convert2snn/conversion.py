@@ -77,7 +77,7 @@ def conversion_type(name: str) -> Callable[[type[ConversionType]], type[Conversi
 
 
 def get_conversion(name: Any) -> ConversionType:
-    from . import population, rate  # noqa: F401  (registers the built-in types)
+    from . import population, rate, temporal  # noqa: F401  (registers the built-in types)
 
     if name not in _TYPES:
         close = difflib.get_close_matches(str(name), list(_TYPES), n=1)
@@ -87,6 +87,6 @@ def get_conversion(name: Any) -> ConversionType:
 
 
 def available() -> list[str]:
-    from . import population, rate  # noqa: F401
+    from . import population, rate, temporal  # noqa: F401
 
     return list(_TYPES)

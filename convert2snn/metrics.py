@@ -295,6 +295,9 @@ def _route(network: fx.GraphModule, start: fx.Node, x: torch.Tensor, *, exact: b
             live[node] = torch.cat(parts, dim=module.dim)
             continue
         value = live[inputs[0]]
+        if getattr(module, "routes_as_identity", False):  # synapse / delay modules: element to element
+            live[node] = value
+            continue
         if isinstance(module, SpikingMaxPool):
             inner = module.pool
         if isinstance(inner, Affine):

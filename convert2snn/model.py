@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable
@@ -163,9 +164,22 @@ class SpikingModel:
         self.ann.to("cpu")
         return torch.cat(outs).numpy()
 
+    @property
+    def latency(self) -> int | None:
+        """Steps until the output is complete, for codes that have such a point (the single-spike
+        temporal code: (depth + 1)·K); None for rate, population and phase codes, which refine
+        their estimate with every step."""
+        from .temporal import latency
+
+        return latency(self.network)
+
     def _simulate(self, x: torch.Tensor, timesteps: list[int], per_neuron: bool = False, batch_size: int | None = None,
                   **counting: Any):
         """One simulation; ``counting`` (fan_out, sink, trace) goes to the spike counter (see `simulate`)."""
+        if self.latency is not None and max(timesteps) < self.latency:
+            warnings.warn(f"convert2snn: this {self.conversion_type} network's output is complete only after "
+                          f"{self.latency} steps (SpikingModel.latency); results at T = {max(timesteps)} are partial",
+                          UserWarning, stacklevel=3)
         return simulate(self.network, x, timesteps, batch_size=batch_size or self.options.batch_size,
                         encoding=self.options.encoding, seed=self.options.seed, device=self.device,
                         layer_names=self._layer_names, activation_elements=self._activation_elements,

@@ -154,5 +154,8 @@ def neurons_per_unit(module: nn.Module) -> int:
 def unit_spikes(module: nn.Module, output: torch.Tensor) -> torch.Tensor:
     """Spikes per output element of a neuron module: the output itself (0/1), or, for a population
     whose output is its mean spike train ±k/n, the count k = |output|·n."""
+    count = getattr(module, "spike_count", None)
+    if count is not None:  # nodes whose output is not the spike itself (e.g. weighted spikes)
+        return count(output)
     n = neurons_per_unit(module)
     return output if n == 1 else torch.round(output.abs() * n)

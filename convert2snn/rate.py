@@ -278,7 +278,7 @@ def _push_forward(gm: fx.GraphModule, node: fx.Node) -> bool:
     if bool((scale <= 0).any()):
         return False
     in_shape = tuple(node.meta["tensor_meta"].shape[2:])
-    if isinstance(inner, (SpikingMaxPool,) + _SCALE_COMMUTING) or isinstance(inner, Pad) and inner.value == 0.0:
+    if isinstance(inner, (SpikingMaxPool,) + _SCALE_COMMUTING + MAX_POOL_TYPES) or isinstance(inner, Pad) and inner.value == 0.0:
         vector = _per_channel(scale, in_shape, channel_axis=0)
         if vector is None:
             return False
@@ -343,6 +343,8 @@ def limit_network(snn: fx.GraphModule, neuron_limit) -> fx.GraphModule:
             continue
         if isinstance(mod, SpikingMaxPool):
             _set_module(gm, name, SeqModule(mod.pool))
+        elif getattr(mod, "routes_as_identity", False):  # synapses and delays: identity on values
+            _set_module(gm, name, nn.Identity())
         elif isinstance(mod, MembraneReadout):
             _set_module(gm, name, nn.Identity())
         else:
