@@ -25,6 +25,7 @@ axis of size 1 is added when the model expects one.
 examples:
   convert2snn inspect model.keras
   convert2snn convert model.keras -t rate --calibration mnist.npz --samples 1000 --scale 0.0039215686 -o snn.c2s
+  convert2snn convert model.keras -t temporal --period 8 --calibration mnist.npz --scale 0.0039215686 -o ttfs.c2s
   convert2snn evaluate snn.c2s --data mnist.npz -T 8 16 32 64 --plot acc.png --json result.json
   convert2snn sweep model.onnx --config sweep.json --data mnist.npz -o results/
 """
@@ -145,7 +146,7 @@ def _check_model_path(path: str) -> None:
 
 def _parse_options(args) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for name in ("percentile", "v_init", "neuron", "tau", "encoding", "batch_size", "seed"):
+    for name in ("percentile", "v_init", "neuron", "tau", "encoding", "batch_size", "seed", "n", "code", "period"):
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
@@ -229,7 +230,8 @@ def cmd_convert(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     snn.save(out)
     neurons = snn.neuron_counts()
-    print(f"{args.conversion_type} SNN with {sum(neurons.values())} neurons in {len(neurons)} layer(s) written to {out}")
+    print(f"{args.conversion_type} SNN with {sum(neurons.values())} neurons in {len(neurons)} layer(s) written to {out}"
+          + (f"; its output is complete after {snn.latency} steps" if snn.latency else ""))
     print(str(snn.report))
     return 0
 
@@ -245,7 +247,8 @@ def cmd_evaluate(args) -> int:
     if args.device:
         snn.to(args.device)
     x, y = _split_data(args, "test", True, tuple(snn.bridge_info.original_input_shape()), "evaluation")
-    result = snn.evaluate(x, y, timesteps=args.timesteps, batch_size=args.batch_size, energy=args.energy)
+    timesteps = args.timesteps or ([snn.latency] if snn.latency else [8, 16, 32, 64])
+    result = snn.evaluate(x, y, timesteps=timesteps, batch_size=args.batch_size, energy=args.energy)
     print(result)
     written = []
     if args.json:
@@ -388,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoding", choices=("analog", "poisson"), help="input coding (default analog)")
     p.add_argument("--batch-size", type=_positive_int, help="batch size for calibration and simulation")
     p.add_argument("--seed", type=int, help="seed for Poisson input")
+    p.add_argument("--n", type=_positive_int, help="population: neurons per unit (default 16)")
+    p.add_argument("--code", choices=("ttfs", "phase"), help="temporal: single spike per neuron (default) or phase code")
+    p.add_argument("--period", type=_positive_int, help="temporal: steps per oscillation cycle K (default 16)")
     p.add_argument("--strict", action="store_true", help="fail instead of approximating")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
                    help="any other conversion option (value parsed as JSON, e.g. --option signed_bit=8); repeatable")
@@ -400,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("snn", help="a converted model (.c2s)")
     p.add_argument("--data", required=True, metavar="DATA.npz", help="labelled evaluation data")
-    p.add_argument("-T", "--timesteps", type=_positive_int, nargs="+", default=[8, 16, 32, 64], help="timesteps to report (one simulation serves all)")
+    p.add_argument("-T", "--timesteps", type=_positive_int, nargs="+", default=None,
+                   help="timesteps to report (one simulation serves all; default 8 16 32 64, or the latency of a "
+                   "single-spike temporal SNN)")
     p.add_argument("--energy", default="45nm-fp32", help="energy model: 45nm-fp32 (default), fp16, int8, or 'E_MAC,E_AC' in pJ")
     p.add_argument("--batch-size", type=_positive_int, help="simulation batch size")
     p.add_argument("--device", help="torch device, e.g. cuda")

@@ -7,9 +7,9 @@ run. All nodes are SpikingJelly ``BaseNode`` / ``MemoryModule`` subclasses; they
 inference nodes (no surrogate-gradient path: the codes are exact by construction, not trained).
 
 **Phase code** — `PhaseNode` (Kim et al. 2018, "weighted spikes"): an integrate-and-fire neuron
-with reset by subtraction whose threshold oscillates, θ(t) = θ0·2^−(1 + t mod K), θ0 = K in
-units of the layer's scale λ (the most charge one cycle can bring). A spike at phase k carries
-the weight θ(t)/λ = K·2^−(1+k), so the spikes of one cycle are the binary expansion of the
+with reset by subtraction whose threshold oscillates, θ(t) = θ0·2^−(1 + t mod K), with
+θ0 = K/(1 − 2^−K) in units of the layer's scale λ, so that the K weights of a cycle add up to
+K, the most charge one cycle can bring. A spike at phase k carries the weight θ(t)/λ, so the spikes of one cycle are the binary expansion of the
 charge received (K bits, most significant first) and the time average of the output equals
 that of the input, as for rate coding, with fewer spikes for large values: 0.5 is one spike
 per cycle instead of K/2. Charge that arrives after the large-threshold phases of a cycle
@@ -68,12 +68,18 @@ class OscillatoryNode(BaseNode):
 
 
 class PhaseNode(OscillatoryNode):
-    """IF neuron with an oscillating threshold θ(t) = θ0·2^−(1 + t mod K), θ0 = K·v_threshold;
+    """IF neuron with an oscillating threshold θ(t) = θ0·2^−(1 + t mod K), θ0 = K·v_threshold/(1 − 2^−K);
     emits weighted spikes θ(t)/v_threshold (see the module docstring)."""
 
     def threshold(self, t0: int, steps: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         phase = _times(t0, steps, device) % self.period
-        return (self.period * self.v_threshold) * torch.pow(2.0, -(1.0 + phase.to(dtype)))
+        return self.theta0 * torch.pow(2.0, -(1.0 + phase.to(dtype)))
+
+    @property
+    def theta0(self) -> float:
+        """K·θ/(1 − 2^−K): one cycle's K weights then sum to exactly K·θ, so values up to the scale
+        λ (input 1 per step) are representable (with θ0 = K·θ they would saturate at 1 − 2^−K)."""
+        return self.period * self.v_threshold / (1.0 - 2.0 ** -self.period)
 
     def _run(self, x_seq: torch.Tensor, t0: int) -> torch.Tensor:
         thresholds = self.threshold(t0, x_seq.shape[0], x_seq.device, x_seq.dtype).tolist()

@@ -140,3 +140,15 @@ def test_help_describes_every_verb(capsys):
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         assert "--data" in capsys.readouterr().out or verb == "convert"
+
+
+def test_temporal_convert_and_evaluate_at_its_latency(workdir, monkeypatch, capsys):
+    monkeypatch.chdir(workdir)
+    assert main(["convert", "model.onnx", "-t", "temporal", "--period", "16", "--calibration", "data.npz",
+                 "-o", "ttfs.c2s", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "complete after 32 steps" in out  # one neuron layer and the readout: 2 cycles of K = 16
+    assert main(["evaluate", "ttfs.c2s", "--data", "data.npz", "--json", "ttfs.json", "--quiet"]) == 0
+    result = json.loads((workdir / "ttfs.json").read_text())
+    assert result["timesteps"] == [32] and result["accuracy"][0] >= 0.9
+    assert 0 < result["spikes_per_neuron"][0] <= 1.0

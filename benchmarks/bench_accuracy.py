@@ -1,7 +1,10 @@
-"""MNIST benchmark: a LeNet-style Keras CNN → rate-coded SNN, convert2snn versus SpikingJelly's ann2snn.
+"""Accuracy benchmark: a Keras CNN → SNN with every convert2snn code, versus SpikingJelly's ann2snn.
 
-    python benchmarks/bench_mnist.py                       # everything, results in benchmarks/
-    python benchmarks/bench_mnist.py --samples 1000 --ablation-samples 500 --max-T 64   # a quick look
+    python benchmarks/bench_accuracy.py --dataset mnist     # LeNet-style CNN on MNIST
+    python benchmarks/bench_accuracy.py --dataset cifar10   # VGG-style CNN on CIFAR-10 (JPEG-decoded copy)
+    python benchmarks/bench_accuracy.py --samples 1000 --ablation-samples 500 --max-T 64   # a quick look
+
+Results go to ``benchmarks/results/<dataset>_results.json`` and ``<dataset>_accuracy_vs_T.png``.
 
 What it does (all in one run, one process for the SNN side; TensorFlow only in child processes):
 
@@ -13,12 +16,15 @@ What it does (all in one run, one process for the SNN side; TensorFlow only in c
    ``--ablation-samples`` test images; the best grid config (highest mean accuracy over
    T = 1…16 on that subset) is then re-run on the full test set. One simulation per config up to
    max T serves every T.
-3. SpikingJelly 2.0's own converter (`ann2snn.Converter` + `RateCodingRecipe` /
+3. convert2snn's other codes with their defaults, same ANN and calibration images: population
+   (n = 16) at every T, temporal single-spike (``code="ttfs"``, K = 4, 8, 16, 32, each at its latency
+   (depth + 1)·K) and temporal phase (``code="phase"``, K = 8) at every T.
+4. SpikingJelly 2.0's own converter (`ann2snn.Converter` + `RateCodingRecipe` /
    `LocalThresholdBalancingRecipe`) on the SAME torch ANN (convert2snn's bridged clean graph as a
    plain `nn.Sequential` of the same modules, final softmax dropped), the same calibration images,
    evaluated as its tutorial does: `reset_net` per batch, the image fed at every step, outputs
    accumulated over T.
-4. Timings: conversion time, simulation throughput (images/s at T = 32, same batch size), and
+5. Timings: conversion time, simulation throughput (images/s at T = 32, same batch size), and
    the ANN's throughput for the ratio t_SNN(T) / (T · t_ANN).
 
 Outputs: ``--json`` (every number), ``--plot`` (accuracy vs T), and a Markdown table on stdout.
@@ -27,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import json
 import os
 import platform
@@ -40,9 +45,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "mnist.npz"
+DATASETS = {  # dataset → (Keras model recipe in train_models.py, default data file, plot title)
+    "mnist": ("mnist_lenet", ROOT.parent / "shared" / "datasets" / "mnist.npz", "LeNet-style CNN on MNIST"),
+    "cifar10": ("cifar10_vgg", ROOT.parent / "shared" / "datasets" / "cifar10_jpeg.npz",
+                "VGG-style CNN on CIFAR-10 (JPEG-decoded copy)"),
+}
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-MODEL = "mnist_lenet"
+TTFS_PERIODS = (4, 8, 16, 32)
+sys.path.insert(0, str(HERE))
+import train_models  # noqa: E402  (numpy only at import time; Keras is imported in its main())
 
 
 def cache_dir() -> Path:
@@ -65,25 +76,22 @@ class Clock:
 
 
 # -- 1. the Keras model (child process) ---------------------------------------------------------
-def ensure_model(data: Path, seed: int, retrain: bool) -> tuple[Path, dict]:
+def ensure_model(model: str, data: Path, seed: int, retrain: bool) -> tuple[Path, dict]:
     script = HERE / "train_models.py"
-    key = hashlib.sha256(script.read_bytes()).hexdigest()[:10]
-    path = cache_dir() / f"{MODEL}_seed{seed}_{key}.keras"
+    path = cache_dir() / f"{model}_seed{seed}_{train_models.recipe_key(model)}.keras"
     if retrain or not path.exists():
-        log(f"training {MODEL} in a child process → {path}")
+        log(f"training {model} in a child process → {path}")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        subprocess.run([sys.executable, str(script), MODEL, "--data", str(data), "--out", str(path), "--seed", str(seed)],
+        subprocess.run([sys.executable, str(script), model, "--data", str(data), "--out", str(path), "--seed", str(seed)],
                        check=True, env=env)
     else:
         log(f"using cached model {path}")
     return path, json.loads(Path(str(path) + ".json").read_text())
 
 
-def load_mnist(path: Path):
-    with np.load(path) as f:
-        x_tr = (f["x_train"].astype(np.float32) / 255.0)[..., None]
-        x_te = (f["x_test"].astype(np.float32) / 255.0)[..., None]
-        return x_tr, f["y_train"].astype(np.int64), x_te, f["y_test"].astype(np.int64)
+def load_data(dataset: str, path: Path):
+    """The arrays the Keras model was trained on (train_models.py's loaders)."""
+    return (train_models.load_mnist if dataset == "mnist" else train_models.load_cifar10)(str(path))
 
 
 # -- 2. convert2snn ---------------------------------------------------------------------------------
@@ -115,6 +123,34 @@ def run_ours(source, cfg: dict, x_cal, x, y, timesteps, batch: int, progress: bo
             "layer_spikes_per_neuron": res.layer_spikes_per_neuron, "neurons": res.neurons,
             "convert_wall_s": conv.wall, "convert_cpu_s": conv.cpu, "simulate_wall_s": sim.wall,
             "simulate_cpu_s": sim.cpu, "scales": snn.report.scales}, snn
+
+
+def code_configs(timesteps) -> list[tuple[str, str, dict, list[int] | None]]:
+    """(name, conversion_type, options, timesteps; None = at the latency) of the other codes."""
+    rows = [("population n=16", "population", {"n": 16}, [t for t in timesteps if t <= 64])]
+    rows += [(f"temporal ttfs K={k}", "temporal", {"code": "ttfs", "period": k}, None) for k in TTFS_PERIODS]
+    rows.append(("temporal phase K=8", "temporal", {"code": "phase", "period": 8}, [t for t in timesteps if t >= 8]))
+    return rows
+
+
+def run_code(source, name: str, kind: str, options: dict, x_cal, x, y, timesteps, batch: int, progress: bool) -> dict:
+    import convert2snn
+
+    with Clock() as conv:
+        snn = convert2snn.convert(str(source), conversion_type=kind, calibration_data=x_cal, batch_size=batch,
+                                  progress=progress, **options)
+    ts = timesteps or [snn.latency]
+    if max(ts) > max(DEFAULT_T):
+        log(f"  {name}: latency {max(ts)} beyond max T, skipped")
+        return None
+    with Clock() as sim:
+        res = snn.evaluate(x, y, timesteps=ts, batch_size=batch, correlation=False)
+    log(f"  {name}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(ts)} {sim.wall:.0f} s; "
+        + " ".join(f"T={t}: {100 * a:.2f} % ({s:.3g} spikes/neuron)" for t, a, s in zip(res.timesteps, res.accuracy, res.spikes_per_neuron)))
+    return {"name": name, "conversion_type": kind, "options": options, "samples": len(x), "timesteps": res.timesteps,
+            "accuracy": res.accuracy, "spikes_per_neuron": res.spikes_per_neuron, "sops": res.sops,
+            "energy_ratio": [e / res.ann_energy_pj for e in res.snn_energy_pj], "latency": snn.latency,
+            "convert_wall_s": conv.wall, "simulate_wall_s": sim.wall, "simulate_cpu_s": sim.cpu}
 
 
 # -- 3. SpikingJelly ------------------------------------------------------------------------------------
@@ -256,15 +292,19 @@ def plot(results: dict, path: Path) -> None:
                 continue
             ax.plot(r["timesteps"], [100 * a for a in r["accuracy"]], styles[kind], marker="o", ms=3,
                     label=("convert2snn " if kind == "ours" else "") + r["name"])
+    for r in results.get("codes", []):
+        style = "o" if r["latency"] else "-."
+        ax.plot(r["timesteps"], [100 * a for a in r["accuracy"]], style, marker="s" if r["latency"] else "^", ms=5,
+                label="convert2snn " + r["name"] + (" (at its latency)" if r["latency"] else ""))
     ax.axhline(100 * results["ann_accuracy"], color="k", lw=1, ls=":", label=f"ANN {100 * results['ann_accuracy']:.2f} %")
     ts = results["timesteps"]
     ax.set_xscale("log", base=2)
     ax.set_xticks(ts)
     ax.set_xticklabels([str(t) for t in ts])
     ax.set_xlabel("timesteps T")
-    ax.set_ylabel("MNIST test accuracy (%)")
+    ax.set_ylabel(f"{results.get('dataset', 'mnist').upper()} test accuracy (%)")
     ax.set_ylim(max(0, min(90, ax.get_ylim()[0])), 100)
-    ax.set_title(f"LeNet-style CNN on MNIST ({results['test_samples']} test images)")
+    ax.set_title(f"{results.get('title', 'LeNet-style CNN on MNIST')} ({results['test_samples']} test images)", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -288,12 +328,20 @@ def markdown(results: dict) -> str:
     lines += ["", "Spikes per neuron per image (all spiking layers):", "", head, sep]
     for name, r in full:
         lines.append(f"| {name} | {r['samples']} | " + " | ".join(f"{s:.3g}" for s in r["spikes_per_neuron"]) + " |")
+    if results.get("codes"):
+        lines += ["", "Other codes (defaults; accuracy % / spikes per neuron per image; ttfs at its latency):", "",
+                  "| code | n | T | accuracy % | ANN − SNN pp | spikes/neuron | E_SNN/E_ANN (45 nm fp32) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in results["codes"]:
+            for t, a, sp, e in zip(r["timesteps"], r["accuracy"], r["spikes_per_neuron"], r["energy_ratio"]):
+                lines.append(f"| {r['name']} | {r['samples']} | {t} | {100 * a:.2f} | {ann - 100 * a:.2f} | {sp:.3g} | {e:.3f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    p.add_argument("--data", type=Path, default=None, help="the dataset's .npz (default ../shared/datasets/...)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--samples", type=int, default=10000, help="test images for the default/best configs and SJ")
@@ -303,15 +351,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--skip-sj", action="store_true")
     p.add_argument("--skip-grid", action="store_true")
+    p.add_argument("--skip-codes", action="store_true", help="skip population / temporal")
     p.add_argument("--sj-methods", nargs="*", default=list(SJ_METHODS))
-    p.add_argument("--json", type=Path, default=HERE / "mnist_results.json")
-    p.add_argument("--plot", type=Path, default=HERE / "mnist_accuracy_vs_T.png")
+    p.add_argument("--json", type=Path, default=None, help="default benchmarks/results/<dataset>_results.json")
+    p.add_argument("--plot", type=Path, default=None, help="default benchmarks/results/<dataset>_accuracy_vs_T.png")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
+    model_name, default_data, title = DATASETS[args.dataset]
+    args.data = args.data or default_data
+    args.json = args.json or HERE / "results" / f"{args.dataset}_results.json"
+    args.plot = args.plot or HERE / "results" / f"{args.dataset}_accuracy_vs_T.png"
     timesteps = [t for t in DEFAULT_T if t <= args.max_T]
     t_start = time.perf_counter()
 
-    model_path, train_info = ensure_model(args.data, args.seed, args.retrain)
+    model_path, train_info = ensure_model(model_name, args.data, args.seed, args.retrain)
     onnx_path = model_path.with_suffix(".onnx")
 
     # No TensorFlow in this process from here on (the export runs in a child process).
@@ -321,11 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     import convert2snn
     import spikingjelly
 
-    x_tr, y_tr, x_te, y_te = load_mnist(args.data)
+    x_tr, y_tr, x_te, y_te = load_data(args.dataset, args.data)
     x_cal = x_tr[:args.calibration]
     x, y = x_te[:args.samples], y_te[:args.samples]
     xa, ya = x_te[:args.ablation_samples], y_te[:args.ablation_samples]
     results = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]), "seed": args.seed,
+               "dataset": args.dataset, "data": args.data.name, "model": model_name, "title": title,
                "test_samples": len(x), "ablation_samples": len(xa), "calibration_samples": len(x_cal),
                "timesteps": timesteps, "batch": args.batch, "train": train_info,
                "keras_test_accuracy": train_info["keras_test_accuracy"],
@@ -336,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                             "spikingjelly": getattr(spikingjelly, "__version__", "2.0.0"),
                             "convert2snn": convert2snn.__version__, "numpy": np.__version__,
                             **train_info.get("versions", {})},
-               "ours": [], "sj": []}
+               "ours": [], "sj": [], "codes": []}
 
     # -- ours, default config, from the .keras file (the full pipeline incl. the TensorFlow export child)
     log(f"convert2snn default {config_name(DEFAULT_CFG)} from {model_path.name} (includes the Keras→ONNX export)")
@@ -359,6 +413,14 @@ def main(argv: list[str] | None = None) -> int:
         if best["config"] != DEFAULT_CFG and len(xa) != len(x):
             log("best config on the full test set")
             results["ours"].append(run_ours(onnx_path, best["config"], x_cal, x, y, timesteps, args.batch, args.progress)[0])
+
+    # -- the other codes with their defaults
+    if not args.skip_codes:
+        log(f"population and temporal codes on {len(x)} test images")
+        for name, kind, options, ts in code_configs(timesteps):
+            row = run_code(onnx_path, name, kind, options, x_cal, x, y, ts, args.batch, args.progress)
+            if row is not None:
+                results["codes"].append(row)
 
     # -- SpikingJelly on the same torch ANN
     seq = as_sequential(snn.ann)
