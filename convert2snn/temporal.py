@@ -35,7 +35,7 @@ from .nodes import MembraneReadout
 from .rate import (ACTIVATION_TYPES, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, RateConversion, _problem,
                    activation_nodes, add, cat, clipped_ann, layer_scales, limit_network, linear_map, normalize,
                    spiking_max_pool, sub)
-from .sequence import SeqAdd, SeqCat, SeqModule
+from .sequence import SeqModule
 from .temporal_nodes import CycleDelay, CycleReadout, PhaseNode, StepSynapse, TTFSNode
 
 CODES = ("ttfs", "phase")
