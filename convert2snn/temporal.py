@@ -29,12 +29,11 @@ from torch import fx, nn
 from bridges.modules import Affine, OutputSoftmax, Pad, Permute, Reshape
 
 from .build import SNNBuilder, conversion_rule, drop_output_softmax
-from .conversion import ConversionType, conversion_type, refuse_unsupported
+from .conversion import conversion_type, refuse_unsupported
 from .errors import ConversionError, InvalidInputError
 from .nodes import MembraneReadout
-from .rate import (ACTIVATION_TYPES, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, RateConversion, _problem,
-                   activation_nodes, add, cat, clipped_ann, layer_scales, limit_network, linear_map, normalize,
-                   spiking_max_pool, sub)
+from .rate import (ACTIVATION_TYPES, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, RateConversion, _problem, add,
+                   cat, clipped_ann, limit_network, linear_map, normalize, spiking_max_pool, sub)
 from .sequence import SeqModule
 from .temporal_nodes import CycleDelay, CycleReadout, PhaseNode, StepSynapse, TTFSNode
 
@@ -292,8 +291,9 @@ def _single_spike_signals(ann: fx.GraphModule) -> dict[fx.Node, bool | None]:
 
 
 @conversion_type("temporal")
-class TemporalConversion(ConversionType):
-    """Oscillation-referenced timing codes: single spike per neuron (ttfs) or phase-weighted spikes."""
+class TemporalConversion(RateConversion):
+    """Oscillation-referenced timing codes: single spike per neuron (ttfs) or phase-weighted spikes.
+    λ (calibrated or data-free) exactly as for rate coding."""
 
     options = TemporalOptions
 
@@ -307,20 +307,13 @@ class TemporalConversion(ConversionType):
             ann, layer_names = self._checked
             refuse_unsupported(ann, layer_names, _ttfs_problem(_single_spike_signals(ann)), "temporal")
 
-    def calibrated_nodes(self, ann: fx.GraphModule) -> list[fx.Node]:
-        return activation_nodes(ann)
-
     def min_percentile(self, options: TemporalOptions) -> float:
         self._check_code(options)
         return options.percentile
 
-    def scales(self, ann, stats, options, shapes, layer_names, report):
-        maxima = {name: s.scale(options.percentile) for name, s in stats.items()}
-        return layer_scales(ann, maxima, shapes, layer_names, report)
-
     def data_free_scales(self, ann, options, shapes, layer_names, report):
         self._check_code(options)
-        return RateConversion.data_free_scales(self, ann, options, shapes, layer_names, report)
+        return super().data_free_scales(ann, options, shapes, layer_names, report)
 
     def finish(self, snn: fx.GraphModule, model, example: torch.Tensor) -> None:
         folded = normalize(snn, example)

@@ -224,3 +224,13 @@ def test_temporal_save_load_round_trip(tmp_path):
         steps = snn.latency or 16
         assert again.latency == snn.latency
         np.testing.assert_array_equal(again.predict(x, timesteps=steps), snn.predict(x, timesteps=steps))
+
+
+def test_data_free_temporal_is_recorded_and_refused_when_strict():
+    from convert2snn.errors import ApproximationError
+
+    x = torch.rand(1, 2, 8, 8)
+    snn = _silent(convert2snn.convert, RandomNet(2), "temporal", example_input=x, progress=False)
+    assert snn.latency == 80 and "data-free normalisation" in snn.report.approximations[0]
+    with pytest.raises(ApproximationError, match="strict=True"):
+        _silent(convert2snn.convert, RandomNet(2), "temporal", example_input=x, progress=False, strict=True)
