@@ -10,6 +10,8 @@ from spikingjelly.activation_based import base, surrogate
 from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
+from . import kernels
+
 
 class IFNeuron(BaseNode):
     """Integrate-and-fire neuron with reset by subtraction and a configurable initial potential.
@@ -62,8 +64,12 @@ class IFNeuron(BaseNode):
         if torch.is_grad_enabled() and (x_seq.requires_grad or self.training):
             return super().multi_step_functional_forward(inputs, states, **kwargs)
         v = states[0]
-        spikes = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
         decay = None if self.tau is None else 1.0 - 1.0 / self.tau
+        if kernels.use_kernel(x_seq):
+            v = v.contiguous()
+            spikes = kernels.scan(x_seq, v.unsqueeze(-1), torch.tensor([self.v_threshold]), decay=decay)
+            return (spikes,), (v, *states[1:])
+        spikes = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
         thr = self.v_threshold
         for t in range(x_seq.shape[0]):
             if decay is not None:

@@ -34,6 +34,7 @@ import torch
 from spikingjelly.activation_based import base
 from spikingjelly.activation_based.neuron import BaseNode
 
+from . import kernels
 from .nodes import MembraneReadout
 from .sequence import is_time_constant
 
@@ -82,6 +83,10 @@ class PhaseNode(OscillatoryNode):
         return self.period * self.v_threshold / (1.0 - 2.0 ** -self.period)
 
     def _run(self, x_seq: torch.Tensor, t0: int) -> torch.Tensor:
+        if kernels.use_kernel(x_seq):
+            self.v = self.v.contiguous()
+            return kernels.scan(x_seq, self.v.unsqueeze(-1), torch.ones(1), phase=(self.period, t0, self.theta0),
+                                out_scale=1.0 / self.v_threshold)
         thresholds = self.threshold(t0, x_seq.shape[0], x_seq.device, x_seq.dtype).tolist()
         v = self.v
         out = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)

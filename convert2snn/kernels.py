@@ -1,0 +1,83 @@
+"""Triton multi-step kernels for our integrate-and-fire scans, with the torch loops as reference.
+
+One kernel covers every reset-by-subtraction scan the converter builds:
+
+- `IFNeuron` (rate): one neuron per unit, membrane starting at v_init·θ, optional leak;
+- `PopulationIFNode`: n neurons per unit, per-neuron thresholds (dithered: shared by all units;
+  mismatched: one set per unit), output = spikes / n;
+- `PhaseNode` (temporal): oscillating threshold θ0·2^−(1 + (t0 + t) mod K), output = the weighted spike.
+
+Each program owns a block of units and keeps their membranes in registers for the whole time
+chunk: the input is read once per step (a stride-0 time axis — constant analog input — is read
+from one row), the output written once, the membrane stored at the end. No host↔device traffic and
+no Python work per step. The nodes call `scan` on CUDA tensors when Triton is importable; on the
+CPU (and for autograd) they run their own torch loops, the reference the kernel is tested against
+(`tests/convert2snn/test_kernels.py` runs the kernel in Triton's interpreter on the CPU —
+``TRITON_INTERPRET=1``, set by the tests' conftest — spikes bit-exact, membranes equal).
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from typing import Any
+
+import torch
+
+BLOCK = 128
+
+
+def available() -> bool:
+    """True when Triton can be imported (kernels are used for CUDA tensors only)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def use_kernel(x: torch.Tensor) -> bool:
+    return x.is_cuda and available() and os.environ.get("CONVERT2SNN_NO_KERNELS") != "1"
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel() -> Any:
+    """The jitted kernel. Under ``TRITON_INTERPRET=1`` (set before Triton is first imported, as the
+    test suite's conftest does) it runs in Triton's interpreter, on CPU tensors too."""
+    import triton
+
+    from ._triton_scan import if_scan  # imports triton.language: only when a kernel is wanted
+
+    return triton.jit(if_scan)
+
+
+def scan(x_seq: torch.Tensor, v: torch.Tensor, thresholds: torch.Tensor, *, decay: float | None = None,
+         phase: tuple[int, int, float] | None = None, out_scale: float = 1.0) -> torch.Tensor:
+    """Run the reset-by-subtraction scan over ``x_seq`` [T, *units] in place on ``v`` [*units, n].
+
+    ``thresholds``: [n] (shared by all units) or [*unit_shape, n] (per unit; broadcast over the
+    batch, which must be the leading unit axis). ``decay``: membrane leak factor per step (LIF).
+    ``phase = (K, t0, θ0)``: the phase code's oscillating threshold instead of ``thresholds``.
+    Returns [T, *units]: (spikes / n)·``out_scale``, or for the phase code the weighted spike.
+    """
+    steps = x_seq.shape[0]
+    n = v.shape[-1]
+    units = v.numel() // n
+    if steps == 0:
+        return torch.empty_like(x_seq)
+    if x_seq.stride(0) == 0 or steps == 1:
+        x_flat, x_stride = x_seq[0].reshape(-1).contiguous(), 0
+    else:
+        x_flat, x_stride = x_seq.reshape(steps, -1).contiguous(), units
+    if x_flat.numel() // max(1, 1 if x_stride == 0 else steps) != units:
+        raise ValueError(f"input {tuple(x_seq.shape)} does not match the membrane {tuple(v.shape)}")
+    thr = thresholds.to(device=v.device, dtype=v.dtype).contiguous()
+    per_unit = int(thr.dim() > 1)
+    unit_block = thr.numel() // n if per_unit else 1
+    if not v.is_contiguous():
+        raise ValueError("the membrane must be contiguous")
+    out = torch.empty((steps, units), dtype=x_seq.dtype, device=x_seq.device)
+    period, t0, theta0 = phase if phase is not None else (1, 0, 0.0)
+    grid = ((units + BLOCK - 1) // BLOCK,)
+    _kernel()[grid](
+        x_flat, v, thr, out, steps, units, unit_block, x_stride, per_unit, int(t0) % int(period), float(theta0),
+        float(decay if decay is not None else 1.0), float(out_scale),
+        N=n, NP=max(1, 1 << (n - 1).bit_length()), BLOCK=BLOCK, PHASE=phase is not None, PERIOD=int(period),
+        LEAK=decay is not None)
+    return out.reshape(x_seq.shape)
