@@ -249,6 +249,10 @@ def cmd_evaluate(args) -> int:
     x, y = _split_data(args, "test", True, tuple(snn.bridge_info.original_input_shape()), "evaluation")
     timesteps = args.timesteps or ([snn.latency] if snn.latency else [8, 16, 32, 64])
     result = snn.evaluate(x, y, timesteps=timesteps, batch_size=args.batch_size, energy=args.energy)
+    from .distributed import context
+
+    if context()[0] != 0:  # under torchrun every rank has the merged result; rank 0 reports it
+        return 0
     print(result)
     written = []
     if args.json:

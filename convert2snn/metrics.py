@@ -435,6 +435,20 @@ class _Moments:
         self.my += ddy * m / n
         self.n = n
 
+    def merge(self, other: "_Moments") -> None:
+        """Add another stream's moments (Chan et al.'s pairwise formula)."""
+        if other.n == 0:
+            return
+        n = self.n + other.n
+        ddx, ddy = other.mx - self.mx, other.my - self.my
+        w = self.n * other.n / n
+        self.sxx += other.sxx + ddx * ddx * w
+        self.syy += other.syy + ddy * ddy * w
+        self.sxy += other.sxy + ddx * ddy * w
+        self.mx += ddx * other.n / n
+        self.my += ddy * other.n / n
+        self.n = n
+
     def r(self) -> float | None:
         if self.n < 2 or self.sxx <= 0 or self.syy <= 0:
             return None
@@ -456,6 +470,13 @@ class SampleCounts:
     def end_batch(self) -> None:
         pass
 
+    def state(self) -> Any:
+        """What other processes need to merge this one's samples in (`convert2snn.distributed`)."""
+        return None
+
+    def merge_states(self, states: list[Any]) -> None:
+        """Replace this sink's statistics with the merge of every process's ``state()`` (rank order)."""
+
 
 class Histogram(SampleCounts):
     """SpKeras SpikeCounter mode=1: per layer, how many (sample, neuron) pairs fired k spikes, k = 0..max."""
@@ -471,6 +492,19 @@ class Histogram(SampleCounts):
         merged[:old.size] += old
         merged[:hist.size] += hist
         self.counts[layer] = merged
+
+    def state(self) -> dict[str, np.ndarray]:
+        return self.counts
+
+    def merge_states(self, states: list[dict[str, np.ndarray]]) -> None:
+        self.counts = {}
+        for counts in states:
+            for layer, hist in counts.items():
+                old = self.counts.get(layer, np.zeros(0, dtype=np.int64))
+                merged = np.zeros(max(old.size, hist.size), dtype=np.int64)
+                merged[:old.size] += old
+                merged[:hist.size] += hist
+                self.counts[layer] = merged
 
 
 class Correlation(SampleCounts):
@@ -506,6 +540,15 @@ class Correlation(SampleCounts):
             return
         lam = self.pairs[layer][1].to(counts.device)
         self.moments.setdefault((layer, t), _Moments()).update(counts.float() / t * lam, ann)
+
+    def state(self) -> dict[tuple[str, int], _Moments]:
+        return self.moments
+
+    def merge_states(self, states: list[dict[tuple[str, int], _Moments]]) -> None:
+        self.moments = {}
+        for moments in states:
+            for key, m in moments.items():
+                self.moments.setdefault(key, _Moments()).merge(m)
 
     def result(self, layers: Iterable[str], timesteps: list[int]) -> dict[str, list[float | None]]:
         out = {}

@@ -19,7 +19,7 @@ from bridges.modules import Affine
 from .build import ConversionReport, build_snn
 from .conversion import get_conversion
 from .errors import InvalidInputError
-from . import metrics
+from . import distributed, metrics
 from .metrics import EvaluationResult
 from .nodes import is_neuron, neurons_per_unit
 from .options import make_options
@@ -180,10 +180,19 @@ class SpikingModel:
             warnings.warn(f"convert2snn: this {self.conversion_type} network's output is complete only after "
                           f"{self.latency} steps (SpikingModel.latency); results at T = {max(timesteps)} are partial",
                           UserWarning, stacklevel=3)
-        return simulate(self.network, x, timesteps, batch_size=batch_size or self.options.batch_size,
-                        encoding=self.options.encoding, seed=self.options.seed, device=self.device,
-                        layer_names=self._layer_names, activation_elements=self._activation_elements,
-                        per_neuron=per_neuron, progress=self.options.progress, **counting)
+        rank, world = distributed.context()
+        kwargs = dict(batch_size=batch_size or self.options.batch_size, encoding=getattr(self.options, "encoding", "analog"),
+                      seed=self.options.seed, device=self.device, layer_names=self._layer_names,
+                      activation_elements=self._activation_elements, per_neuron=per_neuron,
+                      progress=self.options.progress, **counting)
+        if world == 1:
+            return simulate(self.network, x, timesteps, **kwargs)
+        # under torchrun: this rank's shard, then every rank's results merged (Poisson input: seed + rank)
+        if x.shape[0] < world:
+            raise InvalidInputError(f"{x.shape[0]} sample(s) cannot be shared by {world} processes")
+        kwargs.update(seed=self.options.seed + rank, progress=kwargs["progress"] and rank == 0)
+        result = simulate(self.network, x[distributed.shard(x.shape[0], rank, world)], timesteps, **kwargs)
+        return distributed.merge(result, counting.get("sink"))
 
     def predict(self, x: Any, timesteps: int = 32, batch_size: int | None = None) -> np.ndarray:
         """SNN output scores (N, C) after ``timesteps`` steps: the readout's estimate of the ANN's logits."""
