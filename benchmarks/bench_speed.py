@@ -1,0 +1,177 @@
+"""Simulation speed: images/s and t_SNN(T) / (T · t_ANN) for a CIFAR-sized VGG, ours vs SpikingJelly's ann2snn.
+
+    python benchmarks/bench_speed.py                                # CPU, the CIFAR-10 VGG of train_models.py
+    python benchmarks/bench_speed.py --device cuda --snn vgg.c2s    # a GPU: needs torch, triton, convert2snn,
+                                                                    # spikingjelly, onnx2torch — no TensorFlow
+
+The dense limit of a simulation is T × the ANN's work: t_SNN(T)/(T·t_ANN) = 1 means the SNN costs
+exactly T ANN passes. Both SNNs come from the same clean torch ANN (convert2snn's bridged graph):
+ours is the default rate conversion (time folded into the batch for every stateless layer, the
+first layer computed once for analog input, neuron state scanned — a Triton kernel on CUDA);
+SpikingJelly's is `ann2snn.Converter` (max normalisation) run the way its tutorial runs it, one
+single-step forward per timestep. Every timing is the best of ``--repeat`` runs, all in one process.
+
+The model: ``--snn`` (a saved convert2snn model, e.g. from a previous run's ``--save``) or the
+CIFAR-10 VGG cached by ``bench_accuracy.py --dataset cifar10`` (converted here from its ONNX
+export, calibrated on 1 000 training images), or, with ``--random``, the same architecture with
+seeded random weights (speed does not depend on the weights in a dense simulation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def random_vgg():
+    """train_models.cifar10_vgg's architecture in torch (NCHW), seeded random weights, BN already folded."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers, c_in = [], 3
+    for width in (16, 32, 64):
+        for _ in range(2):
+            layers += [nn.Conv2d(c_in, width, 3, padding=1), nn.ReLU()]
+            c_in = width
+        layers.append(nn.AvgPool2d(2))
+    layers += [nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, 10)]
+    return nn.Sequential(*layers).eval()
+
+
+def load_snn(args):
+    import torch
+
+    import convert2snn
+
+    if args.snn:
+        return convert2snn.load(args.snn), None
+    if args.random:
+        net = random_vgg()
+        x_cal = torch.rand(1000, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+        return convert2snn.convert(net, "rate", x_cal, progress=False), x_cal.numpy()
+    import bench_accuracy
+    import train_models
+
+    key = train_models.recipe_key("cifar10_vgg")
+    onnx = bench_accuracy.cache_dir() / f"cifar10_vgg_seed0_{key}.onnx"
+    keras_file = onnx.with_suffix(".keras")
+    if not onnx.exists():
+        if not keras_file.exists():
+            raise SystemExit(f"no trained CIFAR-10 VGG at {keras_file}: run bench_accuracy.py --dataset cifar10 first, "
+                             "or pass --random")
+        import bridges
+
+        bridges.to_onnx(str(keras_file), str(onnx))
+    x_tr = train_models.load_cifar10(str(args.data))[0][:1000]
+    return convert2snn.convert(str(onnx), "rate", x_tr, progress=False), x_tr
+
+
+def best_time(fn, repeat: int, sync) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--snn", type=Path, help="a saved convert2snn model (.c2s) to time")
+    p.add_argument("--random", action="store_true", help="the VGG architecture with random weights (no training needed)")
+    p.add_argument("--data", type=Path, default=HERE.parent.parent / "shared" / "datasets" / "cifar10_jpeg.npz")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--timesteps", type=int, nargs="+", default=[8, 16, 32, 64, 128])
+    p.add_argument("--batches", type=int, nargs="+", default=[32, 128, 512])
+    p.add_argument("--main-batch", type=int, default=128, help="the batch size of the T sweep")
+    p.add_argument("--main-T", type=int, default=32, help="the T of the batch sweep")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--skip-sj", action="store_true")
+    p.add_argument("--save", type=Path, help="also save the converted SNN here (for a GPU run without TensorFlow)")
+    p.add_argument("--json", type=Path, default=HERE / "results" / "speed_cpu.json")
+    args = p.parse_args(argv)
+
+    import torch
+    from spikingjelly.activation_based import functional
+
+    import bench_accuracy
+
+    snn, x_cal = load_snn(args)
+    if args.save:
+        snn.save(args.save)
+    device = torch.device(args.device)
+    snn.to(device)
+    snn.options.progress = False
+    shape = tuple(snn.bridge_info.input_shape)  # the clean ANN's (NCHW) input
+    # ours is timed from host arrays in the model's layout (what users pass); the ANN and SJ from device tensors
+    ann = snn.ann.to(device).eval()
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    sj_net = None
+    if not args.skip_sj:
+        from spikingjelly.activation_based import ann2snn
+
+        seq = bench_accuracy.as_sequential(snn.ann)
+        cal = torch.rand((500,) + shape, generator=torch.Generator().manual_seed(2)) if x_cal is None else \
+            snn.ann.bridge_info.to_model_layout(torch.as_tensor(np.asarray(x_cal[:500])))
+        sj_net = ann2snn.Converter(ann2snn.RateCodingRecipe(dataloader=[cal[i:i + 100] for i in range(0, len(cal), 100)],
+                                                            mode="max"), device="cpu").convert(seq).to(device).eval()
+    rows = []
+    configs = [(t, args.main_batch) for t in args.timesteps] + [(args.main_T, b) for b in args.batches if b != args.main_batch]
+    for steps, batch in configs:
+        user_shape = tuple(snn.bridge_info.original_input_shape())
+        x_user = torch.rand((batch,) + user_shape, generator=torch.Generator().manual_seed(batch))  # host, model layout
+        x = snn.ann.bridge_info.to_model_layout(x_user).to(device)
+        with torch.no_grad():
+            t_ann = best_time(lambda: ann(x), args.repeat + 1, sync)
+            t_ours = best_time(lambda: snn.predict(x_user, timesteps=steps, batch_size=batch), args.repeat, sync)
+            row = {"T": steps, "batch": batch, "t_ann_s": t_ann, "t_ours_s": t_ours,
+                   "ours_images_per_s": batch / t_ours, "ours_ratio": t_ours / (steps * t_ann)}
+            if sj_net is not None:
+                def run_sj():
+                    functional.reset_net(sj_net)
+                    out = 0
+                    for _ in range(steps):
+                        out = out + sj_net(x)
+                    functional.reset_net(sj_net)
+                    return out
+                t_sj = best_time(run_sj, args.repeat, sync)
+                row.update(t_sj_s=t_sj, sj_images_per_s=batch / t_sj, sj_ratio=t_sj / (steps * t_ann), ours_vs_sj=t_sj / t_ours)
+        rows.append(row)
+        log(f"T={steps:4d} batch={batch:4d}: ANN {batch / t_ann:8.0f} img/s | ours {row['ours_images_per_s']:7.1f} img/s, "
+            f"t/(T·t_ANN) {row['ours_ratio']:.2f}" + (f" | SJ {row['sj_images_per_s']:7.1f} img/s, ratio {row['sj_ratio']:.2f}"
+                                                       f" | ours {row['ours_vs_sj']:.2f}× SJ" if sj_net is not None else ""))
+    info = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]), "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "load_avg": os.getloadavg(), "model": str(args.snn or ("random VGG" if args.random else "cifar10_vgg")),
+            "rows": rows}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(info, indent=1))
+    print()
+    print("| T | batch | ANN img/s | ours img/s | ours t/(T·t_ANN) | SJ img/s | SJ t/(T·t_ANN) | ours / SJ speed |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['T']} | {r['batch']} | {r['batch'] / r['t_ann_s']:.0f} | {r['ours_images_per_s']:.1f} | {r['ours_ratio']:.2f} | "
+              + (f"{r['sj_images_per_s']:.1f} | {r['sj_ratio']:.2f} | {r['ours_vs_sj']:.2f}× |" if "t_sj_s" in r else "– | – | – |"))
+    log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
