@@ -94,10 +94,12 @@ class _SpikeCounter:
         fan = self.fan_out.get(layer)
         if fan is None:
             return
+        if fan.device != flat.device:
+            fan = self.fan_out[layer] = fan.to(flat.device)
         if layer not in self.sops:
-            self.sops[layer] = torch.zeros(self.steps, dtype=torch.float64)
+            self.sops[layer] = torch.zeros(self.steps, dtype=torch.float64, device=flat.device)
         per_neuron_step = flat.sum(dim=1).double()  # [steps, neurons]: spikes summed over the batch
-        self.sops[layer][self.offset:self.offset + flat.shape[0]] += (per_neuron_step @ fan.to(flat.device)).cpu()
+        self.sops[layer][self.offset:self.offset + flat.shape[0]] += per_neuron_step @ fan
 
     def _input_hook(self, _module, args) -> None:
         x_seq = args[0]
@@ -108,11 +110,12 @@ class _SpikeCounter:
             steps = spikes.shape[0]
             flat = unit_spikes(_module, spikes.detach()).reshape(steps, spikes.shape[1], -1)
             self.neurons[layer] = flat.shape[2]
+            # counters stay on the simulation's device (no host copy, no sync per chunk): see `records`
             if layer not in self.per_step:
-                self.per_step[layer] = torch.zeros(self.steps, dtype=torch.float64)
-            self.per_step[layer][self.offset:self.offset + steps] += flat.sum(dim=(1, 2)).double().cpu()
+                self.per_step[layer] = torch.zeros(self.steps, dtype=torch.float64, device=flat.device)
+            self.per_step[layer][self.offset:self.offset + steps] += flat.sum(dim=(1, 2)).double()
             if self.per_neuron_enabled:
-                counts = flat.sum(dim=(0, 1)).double().cpu()
+                counts = flat.sum(dim=(0, 1)).double()
                 self.per_neuron[layer] = self.per_neuron.get(layer, torch.zeros_like(counts)) + counts
             self._add_sops(layer, flat)
             if self.snapshots:
@@ -125,14 +128,20 @@ class _SpikeCounter:
                 self.running[layer] = running + flat.sum(dim=0)
             if self.batch == 0 and layer in self.trace:
                 if layer not in self.traces:
-                    self.traces[layer] = torch.zeros(self.steps, len(self.trace[layer]))
+                    self.traces[layer] = torch.zeros(self.steps, len(self.trace[layer]), device=flat.device)
                 idx = self.trace[layer].to(flat.device)
-                self.traces[layer][self.offset:self.offset + steps] = flat[:, 0, idx].float().cpu()
+                self.traces[layer][self.offset:self.offset + steps] = flat[:, 0, idx].float()
         return hook
 
     def close(self) -> None:
         for h in self.handles:
             h.remove()
+
+    def record(self) -> "SpikeRecord":
+        """Everything counted, on the host (the one device→host copy of a simulation)."""
+        host = lambda d: {k: v.cpu().numpy() for k, v in d.items()}  # noqa: E731
+        return SpikeRecord(per_step=host(self.per_step), per_neuron=host(self.per_neuron), neurons=dict(self.neurons),
+                           sops_per_step=host(self.sops), traces=host(self.traces))
 
 
 def chunk_length(activation_elements: int, batch: int, steps: int, budget_bytes: int | None = None) -> int:
@@ -208,14 +217,11 @@ def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch
                 out = network(x_seq)
                 for t in wanted:
                     if t0 < t <= t0 + length:
-                        outputs[t].append(out[t - t0 - 1].float().cpu())
+                        outputs[t].append(out[t - t0 - 1].float())  # to the host once, at the end
                 counter.offset += length
             counter.end_batch()
             functional.reset_net(network)
     finally:
         counter.close()
-    record = SpikeRecord(per_step={k: v.numpy() for k, v in counter.per_step.items()},
-                         per_neuron={k: v.numpy() for k, v in counter.per_neuron.items()}, neurons=dict(counter.neurons),
-                         sops_per_step={k: v.numpy() for k, v in counter.sops.items()},
-                         traces={k: v.numpy() for k, v in counter.traces.items()})
-    return SimulationResult(outputs={t: torch.cat(v).numpy() for t, v in outputs.items()}, spikes=record, samples=n)
+    return SimulationResult(outputs={t: torch.cat(v).cpu().numpy() for t, v in outputs.items()}, spikes=counter.record(),
+                            samples=n)
