@@ -90,8 +90,15 @@ def ensure_model(model: str, data: Path, seed: int, retrain: bool) -> tuple[Path
 
 
 def load_data(dataset: str, path: Path):
-    """The arrays the Keras model was trained on (train_models.py's loaders)."""
-    return (train_models.load_mnist if dataset == "mnist" else train_models.load_cifar10)(str(path))
+    """The arrays the Keras model was trained on (train_models.py's loaders). The CIFAR-10 copy is
+    sorted by class, so its splits are shuffled with a fixed seed: calibration images and test
+    subsets are then class-balanced (MNIST keeps its original order)."""
+    x_tr, y_tr, x_te, y_te = (train_models.load_mnist if dataset == "mnist" else train_models.load_cifar10)(str(path))
+    if dataset == "cifar10":
+        rng = np.random.default_rng(0)
+        tr, te = rng.permutation(len(x_tr)), rng.permutation(len(x_te))
+        x_tr, y_tr, x_te, y_te = x_tr[tr], y_tr[tr], x_te[te], y_te[te]
+    return x_tr, y_tr, x_te, y_te
 
 
 # -- 2. convert2snn ---------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ def load_snn(args):
         import bridges
 
         bridges.to_onnx(str(keras_file), str(onnx))
-    x_tr = train_models.load_cifar10(str(args.data))[0][:1000]
+    x_tr = bench_accuracy.load_data("cifar10", args.data)[0][:1000]  # shuffled: class-balanced
     return convert2snn.convert(str(onnx), "rate", x_tr, progress=False), x_tr
 
 
