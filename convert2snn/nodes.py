@@ -75,7 +75,7 @@ class IFNeuron(BaseNode):
             if decay is not None:
                 v.mul_(decay)
             v.add_(x_seq[t])
-            spikes[t] = v >= thr
+            torch.ge(v, thr, out=spikes[t])  # straight into the float buffer: no bool tensor and copy
             v.sub_(spikes[t], alpha=thr)
         return (spikes,), (v, *states[1:])
 
