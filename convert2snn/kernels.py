@@ -65,7 +65,7 @@ def scan(x_seq: torch.Tensor, v: torch.Tensor, thresholds: torch.Tensor, *, deca
         x_flat, x_stride = x_seq[0].reshape(-1).contiguous(), 0
     else:
         x_flat, x_stride = x_seq.reshape(steps, -1).contiguous(), units
-    if x_flat.numel() // max(1, 1 if x_stride == 0 else steps) != units:
+    if (x_flat.numel() if x_stride == 0 else x_flat.numel() // steps) != units:
         raise ValueError(f"input {tuple(x_seq.shape)} does not match the membrane {tuple(v.shape)}")
     thr = thresholds.to(device=v.device, dtype=v.dtype).contiguous()
     per_unit = int(thr.dim() > 1)
