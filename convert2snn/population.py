@@ -33,7 +33,7 @@ from .errors import ApproximationError, ConversionError, InvalidInputError
 from .population_nodes import (MISMATCH_MODELS, SIGMA_SIGMOID, SIGMA_TANH, PopulationActivationNode,
                                PopulationIFNode, PopulationLSTM, layer_seed)
 from .rate import (ACTIVATION_TYPES, RateConversion, limit_network, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, _problem, _set_module,
-                   activation_nodes, add, cat, clipped_ann, layer_scales, linear_map, normalize, spiking_max_pool,
+                   activation_nodes, add, cat, layer_scales, limit_difference, linear_map, normalize, spiking_max_pool,
                    sub)
 from .sequence import SeqModule, propagate_shapes
 
@@ -300,9 +300,7 @@ def nominal_limit(snn: fx.GraphModule) -> fx.GraphModule:
 @torch.no_grad()
 def check_limit(snn: fx.GraphModule, ann: fx.GraphModule, scales: dict[str, torch.Tensor], x: torch.Tensor) -> float:
     """Relative difference between the nominal limit of the SNN and the λ-clipped ANN on ``x``."""
-    ref = clipped_ann(ann, scales)(x)
-    out = nominal_limit(snn)(x.unsqueeze(0))[0]
-    return float((out - ref).abs().max() / max(float(ref.abs().max()), 1e-6))
+    return limit_difference(nominal_limit(snn), ann, scales, x)
 
 
 @conversion_type("population")

@@ -373,8 +373,15 @@ def _set_module(gm: nn.Module, target: str, module: nn.Module) -> None:
 @torch.no_grad()
 def check_limit(snn: fx.GraphModule, ann: fx.GraphModule, scales: dict[str, torch.Tensor], x: torch.Tensor) -> float:
     """Relative difference between the SNN's rate limit and the λ-clipped ANN on ``x``."""
+    return limit_difference(rate_limit(snn), ann, scales, x)
+
+
+@torch.no_grad()
+def limit_difference(limit: fx.GraphModule, ann: fx.GraphModule, scales: dict[str, torch.Tensor], x: torch.Tensor) -> float:
+    """Relative max difference between an SNN's limit network (from `limit_network`) and the
+    λ-clipped ANN on ``x``: the exactness check every conversion type runs at conversion time."""
     ref = clipped_ann(ann, scales)(x)
-    out = rate_limit(snn)(x.unsqueeze(0))[0]
+    out = limit(x.unsqueeze(0))[0]
     return float((out - ref).abs().max() / max(float(ref.abs().max()), 1e-6))
 
 

@@ -33,7 +33,7 @@ from .conversion import conversion_type, refuse_unsupported
 from .errors import ConversionError, InvalidInputError
 from .nodes import MembraneReadout
 from .rate import (ACTIVATION_TYPES, LIMIT_TOLERANCE, LINEAR_TYPES, MAX_POOL_TYPES, RateConversion, _problem, add,
-                   cat, clipped_ann, limit_network, linear_map, normalize, spiking_max_pool, sub)
+                   cat, clipped_ann, limit_difference, limit_network, linear_map, normalize, spiking_max_pool, sub)
 from .sequence import SeqModule
 from .temporal_nodes import CycleDelay, CycleReadout, PhaseNode, StepSynapse, TTFSNode
 
@@ -219,9 +219,7 @@ def _neuron_limit(mod: nn.Module) -> nn.Module | None:
 @torch.no_grad()
 def check_limit(snn: fx.GraphModule, ann: fx.GraphModule, scales: dict[str, torch.Tensor], x: torch.Tensor) -> float:
     """Relative difference between the SNN's K → ∞ / T → ∞ limit and the λ-clipped ANN on ``x``."""
-    ref = clipped_ann(ann, scales)(x)
-    out = limit_network(snn, _neuron_limit)(x.unsqueeze(0))[0]
-    return float((out - ref).abs().max() / max(float(ref.abs().max()), 1e-6))
+    return limit_difference(limit_network(snn, _neuron_limit), ann, scales, x)
 
 
 class _Quantize(nn.Module):
