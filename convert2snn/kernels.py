@@ -1,4 +1,5 @@
-"""Triton multi-step kernels for our integrate-and-fire scans, with the torch loops as reference.
+"""Multi-step kernels for our integrate-and-fire scans (Triton on CUDA, Numba on the CPU), with
+the torch loops as reference.
 
 One kernel covers every reset-by-subtraction scan the converter builds:
 
@@ -14,6 +15,10 @@ no Python work per step. The nodes call `scan` on CUDA tensors when Triton is im
 CPU (and for autograd) they run their own torch loops, the reference the kernel is tested against
 (`tests/convert2snn/test_kernels.py` runs the kernel in Triton's interpreter on the CPU —
 ``TRITON_INTERPRET=1``, set by the tests' conftest — spikes bit-exact, membranes equal).
+
+On the CPU the rate `IFNeuron`'s scan (the common case) runs as a Numba kernel when Numba is
+installed (``pip install convert2snn[cpu]``): one memory pass per step instead of the torch loop's
+three, bit-identical to it (`cpu_if_scan`). ``CONVERT2SNN_NO_KERNELS=1`` turns off both kinds.
 """
 from __future__ import annotations
 
@@ -33,7 +38,66 @@ def available() -> bool:
 
 
 def use_kernel(x: torch.Tensor) -> bool:
-    return x.is_cuda and available() and os.environ.get("CONVERT2SNN_NO_KERNELS") != "1"
+    return x.is_cuda and available() and not _disabled()
+
+
+def _disabled() -> bool:
+    return os.environ.get("CONVERT2SNN_NO_KERNELS") == "1"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_available() -> bool:
+    """True when Numba can be imported (the CPU scan kernel)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """True when ``t``'s elements fill one block of memory without gaps, in any dimension order
+    (contiguous, channels-last, ...)."""
+    expected = 1
+    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _memory_order(t: torch.Tensor, rows: int, units: int) -> Any:
+    """[rows, units] NumPy view of the memory behind ``t`` (rows ``units`` elements apart)."""
+    return torch.as_strided(t, (rows, units), (units, 1), t.storage_offset()).detach().numpy()
+
+
+def cpu_if_scan(x_seq: torch.Tensor, v: torch.Tensor, threshold: float, spikes: torch.Tensor,
+                decay: float | None = None) -> bool:
+    """The rate IF/LIF scan (reset by subtraction) of ``x_seq`` [T, ...] on the CPU with Numba:
+    ``spikes`` [T, ...] (0/1) written, ``v`` updated in place — bit-identical to `IFNeuron`'s torch
+    loop. Returns False, touching nothing, when it cannot run: Numba missing or turned off, a
+    dtype other than float32/float64, or ``v``, the steps of ``x_seq`` and of ``spikes`` not all
+    one dense block in the same layout (the caller then runs its loop)."""
+    if _disabled() or not cpu_available() or x_seq.device.type != "cpu" or x_seq.dtype not in (torch.float32, torch.float64):
+        return False
+    step = x_seq[0]
+    if v.dtype != x_seq.dtype or spikes.dtype != x_seq.dtype or v.shape != step.shape or spikes.shape != x_seq.shape:
+        return False
+    if not (_dense(v) and _dense(step) and _dense(spikes[0]) and v.stride() == step.stride() == spikes[0].stride()):
+        return False
+    units, steps = v.numel(), x_seq.shape[0]
+    constant = steps == 1 or x_seq.stride(0) == 0
+    if not constant and x_seq.stride(0) != units:
+        return False
+    if spikes.stride(0) != units:
+        return False
+    import numba
+    import numpy as np
+
+    from ._numba_scan import if_scan
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    scalar = np.dtype(str(x_seq.dtype).removeprefix("torch.")).type
+    if_scan(_memory_order(x_seq, 1 if constant else steps, units), 0 if constant else 1,
+            _memory_order(v, 1, units)[0], _memory_order(spikes, steps, units),
+            scalar(threshold), scalar(1.0 if decay is None else decay), scalar(1.0), decay is not None)
+    return True
 
 
 @functools.lru_cache(maxsize=1)

@@ -111,7 +111,7 @@ class SpikingModel:
         self.network = network if network is not None else self._build()
         self._layer_names = {name: name for name, m in self.network.named_modules() if is_neuron(m)}
         self._neurons = self._count_neurons()
-        self._activation_elements = self._activation_size()
+        self._activation_elements, self._largest_activation = self._activation_size()
 
     # -- construction ------------------------------------------------------------------------
     def _build(self) -> fx.GraphModule:
@@ -136,13 +136,11 @@ class SpikingModel:
                 h.remove()
         return {name: int(np.prod(shapes[name])) * neurons_per_unit(m) for name, m in modules.items() if name in shapes}
 
-    def _activation_size(self) -> int:
-        total = 0
-        for node in self.network.graph.nodes:
-            meta = node.meta.get("tensor_meta")
-            if meta is not None and hasattr(meta, "shape"):
-                total += int(np.prod(meta.shape[2:]))
-        return total
+    def _activation_size(self) -> tuple[int, int]:
+        """Elements per sample and step: of all node outputs together, and of the largest one."""
+        sizes = [int(np.prod(meta.shape[2:])) for node in self.network.graph.nodes
+                 if (meta := node.meta.get("tensor_meta")) is not None and hasattr(meta, "shape")]
+        return sum(sizes), max(sizes, default=0)
 
     # -- inputs ------------------------------------------------------------------------------
     def _inputs(self, x: Any, name: str = "x") -> torch.Tensor:
@@ -175,7 +173,7 @@ class SpikingModel:
 
     def _simulate(self, x: torch.Tensor, timesteps: list[int], per_neuron: bool = False, batch_size: int | None = None,
                   **counting: Any):
-        """One simulation; ``counting`` (fan_out, sink, trace) goes to the spike counter (see `simulate`)."""
+        """One simulation; ``counting`` (count, fan_out, sink, trace) goes to the spike counter (see `simulate`)."""
         if self.latency is not None and max(timesteps) < self.latency:
             warnings.warn(f"convert2snn: this {self.conversion_type} network's output is complete only after "
                           f"{self.latency} steps (SpikingModel.latency); results at T = {max(timesteps)} are partial",
@@ -183,7 +181,8 @@ class SpikingModel:
         rank, world = distributed.context()
         kwargs = dict(batch_size=batch_size or self.options.batch_size, encoding=getattr(self.options, "encoding", "analog"),
                       seed=self.options.seed, device=self.device, layer_names=self._layer_names,
-                      activation_elements=self._activation_elements, per_neuron=per_neuron,
+                      activation_elements=self._activation_elements, largest_activation=self._largest_activation,
+                      per_neuron=per_neuron,
                       progress=self.options.progress, **counting)
         if world == 1:
             return simulate(self.network, x, timesteps, **kwargs)
@@ -199,7 +198,7 @@ class SpikingModel:
         t = check_timesteps(timesteps)
         if len(t) != 1:
             raise InvalidInputError("predict takes one number of timesteps; use evaluate for several")
-        return self._simulate(self._inputs(x), t, batch_size=batch_size).outputs[t[0]]
+        return self._simulate(self._inputs(x), t, batch_size=batch_size, count=False).outputs[t[0]]
 
     def evaluate(self, x: Any, y: Any, timesteps: Any = (8, 16, 32), batch_size: int | None = None, *,
                  energy: Any = "45nm-fp32", correlation: bool = True) -> EvaluationResult:

@@ -11,6 +11,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 from . import kernels
+from .sequence import sequence_buffer
 
 
 class IFNeuron(BaseNode):
@@ -43,7 +44,7 @@ class IFNeuron(BaseNode):
         v = states[0]
         if not isinstance(v, torch.Tensor) or v.shape != x.shape:
             start = v if isinstance(v, float) else self.v_init * self.v_threshold
-            v = torch.full(x.shape, start, dtype=x.dtype, device=x.device)
+            v = torch.full_like(x, start)
         elif v.dtype != x.dtype or v.device != x.device:
             v = v.to(dtype=x.dtype, device=x.device)
         return (v, *states[1:])
@@ -69,8 +70,10 @@ class IFNeuron(BaseNode):
             v = v.contiguous()
             spikes = kernels.scan(x_seq, v.unsqueeze(-1), torch.tensor([self.v_threshold]), decay=decay)
             return (spikes,), (v, *states[1:])
-        spikes = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
+        spikes = sequence_buffer(x_seq)
         thr = self.v_threshold
+        if kernels.cpu_if_scan(x_seq, v, thr, spikes, decay=decay):
+            return (spikes,), (v, *states[1:])
         for t in range(x_seq.shape[0]):
             if decay is not None:
                 v.mul_(decay)

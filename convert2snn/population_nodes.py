@@ -52,6 +52,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 from torch import nn
 
 from . import kernels
+from .sequence import sequence_buffer
 
 # max_z |Φ(z/σ) − f(z)| is minimal at these σ (measured on z ∈ [−12, 12], 2·10⁵ points; see tests)
 SIGMA_SIGMOID = 1.7017
@@ -147,7 +148,7 @@ class PopulationIFNode(BaseNode):
             v = v.contiguous()
             return (kernels.scan(x_seq, v, self.thresholds, out_scale=1.0 / self.n),), (v, *states[1:])
         thr = self.thresholds.to(v.dtype)
-        out = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
+        out = sequence_buffer(x_seq)
         spikes = torch.empty_like(v, dtype=torch.bool)
         for t in range(x_seq.shape[0]):
             v.add_(x_seq[t].unsqueeze(-1))

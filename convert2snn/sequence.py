@@ -24,6 +24,13 @@ def constant_sequence(x: torch.Tensor, steps: int) -> torch.Tensor:
     return x.unsqueeze(0).expand((steps,) + tuple(x.shape))
 
 
+def sequence_buffer(x_seq: torch.Tensor) -> torch.Tensor:
+    """An uninitialised tensor shaped like ``x_seq`` [T, ...] whose steps are contiguous blocks laid out
+    like ``x_seq[0]`` (channels-last stays channels-last; a stride-0 time axis gets real storage)."""
+    step = torch.empty_like(x_seq[0])
+    return torch.empty_strided(x_seq.shape, (step.numel(),) + step.stride(), dtype=x_seq.dtype, device=x_seq.device)
+
+
 class SeqModule(nn.Module, StepModule):
     """Apply a stateless module to every time step of a sequence."""
 

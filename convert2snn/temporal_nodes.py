@@ -36,7 +36,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 
 from . import kernels
 from .nodes import MembraneReadout
-from .sequence import is_time_constant
+from .sequence import is_time_constant, sequence_buffer
 
 
 def _times(t0: int, steps: int, device: torch.device) -> torch.Tensor:
@@ -56,7 +56,7 @@ class OscillatoryNode(BaseNode):
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         if not isinstance(self.v, torch.Tensor) or self.v.shape != x_seq.shape[1:]:
-            self.v = torch.zeros(x_seq.shape[1:], dtype=x_seq.dtype, device=x_seq.device)
+            self.v = torch.zeros_like(x_seq[0])
         out = self._run(x_seq, int(self.t))
         self.t = int(self.t) + x_seq.shape[0]
         return out
@@ -89,7 +89,7 @@ class PhaseNode(OscillatoryNode):
                                 out_scale=1.0 / self.v_threshold)
         thresholds = self.threshold(t0, x_seq.shape[0], x_seq.device, x_seq.dtype).tolist()
         v = self.v
-        out = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
+        out = sequence_buffer(x_seq)
         for t, thr in enumerate(thresholds):  # charge → fire → reset by subtraction
             v.add_(x_seq[t])
             spike = (v >= thr).to(v.dtype)
@@ -127,7 +127,7 @@ class TTFSNode(OscillatoryNode):
             a, b = int(charging[0]), int(charging[-1]) + 1
             total = x_seq[a] * (b - a) if is_time_constant(x_seq) else x_seq[a:b].sum(0)
             self.v = self.v + total / K
-        out = torch.zeros(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
+        out = sequence_buffer(x_seq).zero_()
         firing = (cycle == self.integrate_cycle + 1).nonzero().flatten()
         if firing.numel():
             a, b = int(firing[0]), int(firing[-1]) + 1
@@ -157,7 +157,7 @@ class StepSynapse(base.MemoryModule):
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         steps, K, t0 = x_seq.shape[0], self.period, int(self.t)
-        out = torch.empty(x_seq.shape, dtype=x_seq.dtype, device=x_seq.device)
+        out = sequence_buffer(x_seq)
         a = 0
         while a < steps:
             b = min(steps, a + K - (t0 + a) % K)  # to the end of this cycle
@@ -190,7 +190,7 @@ class CycleDelay(base.MemoryModule):
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         delay = self.cycles * self.period
         if self.buffer is None:
-            self.buffer = torch.zeros((delay,) + tuple(x_seq.shape[1:]), dtype=x_seq.dtype, device=x_seq.device)
+            self.buffer = torch.zeros_like(x_seq[0]).unsqueeze(0).repeat((delay,) + (1,) * (x_seq.dim() - 1))
         joined = torch.cat([self.buffer, x_seq], dim=0)
         self.buffer = joined[x_seq.shape[0]:].clone()
         return joined[:x_seq.shape[0]]

@@ -12,6 +12,13 @@ from convert2snn.temporal_nodes import PhaseNode
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="triton is not installed")
 
 
+@pytest.fixture(autouse=True)
+def torch_loops_as_reference(monkeypatch):
+    """The nodes' own torch loops are the reference: no CPU (Numba) kernel on the nodes' side.
+    `kernels.scan` is called directly or forced through a patched `use_kernel`."""
+    monkeypatch.setenv("CONVERT2SNN_NO_KERNELS", "1")
+
+
 def test_the_suite_runs_kernels_in_the_interpreter_without_a_gpu():
     import os
 

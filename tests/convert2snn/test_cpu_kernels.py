@@ -1,0 +1,139 @@
+"""The CPU (Numba) scan of the rate IF/LIF neuron against the neuron's torch loop, and the CPU
+simulation layout (channels-last, short chunks) against the default layout."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import convert2snn
+from convert2snn import kernels, simulate as simulate_module
+from convert2snn.nodes import IFNeuron
+from convert2snn.sequence import sequence_buffer
+from convert2snn.simulate import chunk_length, memory_format_for, simulate
+
+needs_numba = pytest.mark.skipif(not kernels.cpu_available(), reason="numba is not installed (pip install convert2snn[cpu])")
+
+
+def _sequence(shape, seed, *, channels_last=False, constant=False, dtype=torch.float32):
+    """[T, *shape] currents in [-0.3, 1.2); steps channels-last when asked; a stride-0 time axis for ``constant``."""
+    g = torch.Generator().manual_seed(seed)
+    steps = shape[0]
+    step_fmt = torch.channels_last if channels_last else torch.contiguous_format
+    first = torch.empty(shape[1:], dtype=dtype).contiguous(memory_format=step_fmt)
+    if constant:
+        return first.copy_(torch.rand(shape[1:], generator=g, dtype=dtype) * 1.5 - 0.3).unsqueeze(0).expand(shape)
+    x = sequence_buffer(first.unsqueeze(0).expand(shape))
+    x.copy_(torch.rand(shape, generator=g, dtype=dtype) * 1.5 - 0.3)
+    return x
+
+
+def _run(x, *, kernel: bool, monkeypatch, chunks=None, **node_args):
+    monkeypatch.setenv("CONVERT2SNN_NO_KERNELS", "0" if kernel else "1")
+    node = IFNeuron(**node_args)
+    with torch.no_grad():
+        parts = [node(x[a:b]) for a, b in (chunks or [(0, x.shape[0])])]
+    return torch.cat(parts), node.v
+
+
+# ragged sizes around the kernel's block (1024 units) and thread split, images in both layouts
+CASES = [((9, 1), False), ((6, 1023), False), ((6, 1025), False), ((5, 3, 7, 11), False), ((4, 3, 5, 9, 9), False),
+         ((4, 3, 5, 9, 9), True), ((3, 16, 16, 8, 8), True), ((7, 1, 1, 1, 1), True)]
+
+
+@needs_numba
+@pytest.mark.parametrize("shape, channels_last", CASES)
+@pytest.mark.parametrize("tau", [None, 5.0])
+@pytest.mark.parametrize("constant", [False, True])
+def test_cpu_kernel_is_bit_identical_to_the_torch_loop(monkeypatch, shape, channels_last, tau, constant):
+    x = _sequence(shape, seed=sum(shape), channels_last=channels_last, constant=constant)
+    calls, scan = [], kernels.cpu_if_scan
+    monkeypatch.setattr(kernels, "cpu_if_scan", lambda *a, **k: calls.append(scan(*a, **k)) or calls[-1])
+    spikes, v = _run(x, kernel=True, monkeypatch=monkeypatch, v_threshold=0.9, tau=tau)
+    assert calls == [True], "the Numba kernel must have run"
+    ref_spikes, ref_v = _run(x, kernel=False, monkeypatch=monkeypatch, v_threshold=0.9, tau=tau)
+    assert torch.equal(spikes, ref_spikes) and torch.equal(v, ref_v), "spikes and membranes must be bit-identical"
+    assert spikes.stride() == ref_spikes.stride()
+    assert x[0].numel() == 1 or 0 < spikes.mean() < 1  # something to compare: neither silent nor saturated
+
+
+@needs_numba
+def test_cpu_kernel_in_float64_and_across_time_chunks(monkeypatch):
+    x = _sequence((13, 2, 3, 5, 5), seed=3, channels_last=True, dtype=torch.float64)
+    whole, v_whole = _run(x, kernel=False, monkeypatch=monkeypatch, v_threshold=1.3)
+    parts, v_parts = _run(x, kernel=True, monkeypatch=monkeypatch, chunks=[(0, 5), (5, 6), (6, 13)], v_threshold=1.3)
+    assert parts.dtype == torch.float64
+    assert torch.equal(parts, whole) and torch.equal(v_parts, v_whole)
+
+
+@needs_numba
+def test_cpu_kernel_declines_layouts_it_cannot_scan_and_leaves_them_untouched():
+    x = torch.rand(4, 3, 5)
+    spikes = torch.full((4, 3, 5), -1.0)
+    v = torch.zeros(5, 3).t()  # the membrane transposed against the input: not the same layout
+    assert kernels.cpu_if_scan(x, v, 1.0, spikes) is False
+    assert (spikes == -1).all() and (v == 0).all()
+    assert kernels.cpu_if_scan(x[:, :, ::2], torch.zeros(3, 3), 1.0, torch.empty(4, 3, 3)) is False  # gaps
+    assert kernels.cpu_if_scan(x.half(), torch.zeros(3, 5).half(), 1.0, torch.empty(4, 3, 5).half()) is False
+    assert kernels.cpu_if_scan(x, torch.zeros(3, 5), 1.0, torch.empty(4, 3, 5)) is True
+
+
+def test_no_kernels_switch_turns_the_cpu_kernel_off(monkeypatch):
+    monkeypatch.setenv("CONVERT2SNN_NO_KERNELS", "1")
+    spikes = torch.full((2, 4), -1.0)
+    assert kernels.cpu_if_scan(torch.ones(2, 4), torch.zeros(4), 1.0, spikes) is False
+    assert (spikes == -1).all()
+
+
+def test_channels_last_simulation_counts_like_the_default_layout(monkeypatch):
+    from .nets import RandomNet
+
+    x = torch.randint(0, 9, (6, 2, 8, 8), generator=torch.Generator().manual_seed(1)).float() / 8
+    snn = convert2snn.convert(RandomNet(2), "rate", x, progress=False)
+    # weights in 1/4 steps, inputs in 1/8 steps: every sum is exact in float32, in any order, so
+    # both layouts must produce the very same spikes (the layout may only change summation order)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in snn.network.parameters():
+            p.copy_(torch.randint(-3, 4, p.shape, generator=g).float() / 4)
+    assert memory_format_for(x, "cpu") == torch.channels_last
+
+    def run(layout):
+        monkeypatch.setattr(simulate_module, "memory_format_for", lambda _x, _d: layout)
+        layers = snn._layer_names
+        return simulate(snn.network, x, [3, 7], progress=False, per_neuron=True, layer_names=layers,
+                        fan_out=snn._fan_out_tensors(), trace={k: torch.tensor([0, 5, 11]) for k in layers})
+
+    cl, default = run(torch.channels_last), run(torch.contiguous_format)
+    assert all(p.is_contiguous() for p in snn.network.parameters())  # the last run put the weights back
+    for t in (3, 7):
+        np.testing.assert_array_equal(cl.outputs[t], default.outputs[t])
+    for field in ("per_step", "per_neuron", "sops_per_step", "traces"):
+        a, b = getattr(cl.spikes, field), getattr(default.spikes, field)
+        assert a.keys() == b.keys() and a
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=f"{field}[{k}]")
+    assert sum(v.sum() for v in cl.spikes.per_neuron.values()) > 0
+
+
+def test_cpu_chunks_keep_the_largest_layer_output_within_budget():
+    # CIFAR-sized VGG: 16×32×32 floats per sample and step are 64 KiB; at batch 128 one step is 8 MiB
+    assert chunk_length(126_238, 128, 32, largest_elements=16 * 32 * 32, device="cpu") == 2
+    assert chunk_length(126_238, 512, 32, largest_elements=16 * 32 * 32, device="cpu") == 1
+    assert chunk_length(126_238, 128, 32, largest_elements=16 * 32 * 32, device="cuda") == 8  # the 1 GiB budget only
+    assert chunk_length(100, 4, 32, largest_elements=50, device="cpu") == 32
+    assert memory_format_for(torch.zeros(2, 3, 4), "cpu") == torch.contiguous_format
+    assert memory_format_for(torch.zeros(2, 3, 4, 4), "cuda") == torch.contiguous_format
+
+
+def test_allocator_tuning_runs_once_on_glibc_and_can_be_turned_off(monkeypatch):
+    import platform
+
+    tune = simulate_module.tune_cpu_allocator
+    tune.cache_clear()
+    monkeypatch.setenv("CONVERT2SNN_NO_MALLOC_TUNING", "1")
+    assert tune() is False
+    tune.cache_clear()
+    monkeypatch.delenv("CONVERT2SNN_NO_MALLOC_TUNING")
+    assert tune() is (platform.libc_ver()[0] == "glibc")
