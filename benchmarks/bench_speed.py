@@ -99,6 +99,58 @@ def best_times(runs: dict, repeat: int, sync) -> dict[str, float]:
     return best
 
 
+# The CPU engine's parts, switched on one by one (the last row is the default engine).
+ABLATION = [
+    ("torch loops, NCHW, 1 GiB chunks, glibc defaults", ["--layout", "nchw", "--layer-chunk-mib", "0"],
+     {"CONVERT2SNN_NO_KERNELS": "1", "CONVERT2SNN_NO_MALLOC_TUNING": "1"}),
+    ("+ channels-last", ["--layer-chunk-mib", "0"], {"CONVERT2SNN_NO_KERNELS": "1", "CONVERT2SNN_NO_MALLOC_TUNING": "1"}),
+    ("+ 16 MiB layer chunks", [], {"CONVERT2SNN_NO_KERNELS": "1", "CONVERT2SNN_NO_MALLOC_TUNING": "1"}),
+    ("+ malloc thresholds", [], {"CONVERT2SNN_NO_KERNELS": "1"}),
+    ("+ Numba IF scan (default)", [], {}),
+]
+
+
+def apply_switches(args) -> None:
+    """--layout / --layer-chunk-mib: take one part of the CPU engine out (for --ablation)."""
+    import torch
+
+    from convert2snn import simulate
+
+    if args.layout == "nchw":
+        simulate.memory_format_for = lambda _x, _device: torch.contiguous_format
+    if args.layer_chunk_mib is not None:
+        simulate.CPU_LAYER_CHUNK_BYTES = (args.layer_chunk_mib << 20) or (1 << 62)  # 0: no cap
+
+
+def ablation(args) -> int:
+    import subprocess
+    import tempfile
+
+    if not args.snn:
+        raise SystemExit("--ablation needs --snn (save one with --save first)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, flags, env in ABLATION:
+            out = Path(tmp) / "row.json"
+            cmd = [sys.executable, __file__, "--snn", str(args.snn), "--device", args.device, "--timesteps", str(args.main_T),
+                   "--batches", str(args.main_batch), "--main-batch", str(args.main_batch), "--repeat", str(args.repeat),
+                   "--skip-sj", "--json", str(out), *flags]
+            subprocess.run(cmd, check=True, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+            row = json.loads(out.read_text())["rows"][0]
+            rows.append({"engine": label, **row})
+            log(f"{label}: {row['ours_images_per_s']:.1f} img/s, t/(T·t_ANN) {row['ours_ratio']:.2f}")
+    path = args.json.with_name(args.json.stem + "_ablation.json")
+    path.write_text(json.dumps({"command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+                                "T": args.main_T, "batch": args.main_batch, "rows": rows}, indent=1))
+    print(f"\n| engine (T = {args.main_T}, batch {args.main_batch}) | images/s | t_SNN/(T·t_ANN) | speed-up |")
+    print("|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['engine']} | {r['ours_images_per_s']:.1f} | {r['ours_ratio']:.2f} | "
+              f"{r['ours_images_per_s'] / rows[0]['ours_images_per_s']:.2f}× |")
+    log(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--snn", type=Path, help="a saved convert2snn model (.c2s) to time")
@@ -113,7 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-sj", action="store_true")
     p.add_argument("--save", type=Path, help="also save the converted SNN here (for a GPU run without TensorFlow)")
     p.add_argument("--json", type=Path, default=HERE / "results" / "speed_cpu.json")
+    p.add_argument("--ablation", action="store_true",
+                   help="instead of the sweep: T = --main-T, batch = --main-batch with the CPU engine's parts switched "
+                        "on one by one, each in its own process (needs --snn); writes speed_cpu_ablation.json")
+    # switches for --ablation's child processes
+    p.add_argument("--layout", choices=["auto", "nchw"], default="auto", help=argparse.SUPPRESS)
+    p.add_argument("--layer-chunk-mib", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.ablation:
+        return ablation(args)
+    apply_switches(args)
 
     import torch
     from spikingjelly.activation_based import functional

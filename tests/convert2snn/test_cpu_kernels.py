@@ -105,7 +105,11 @@ def test_channels_last_simulation_counts_like_the_default_layout(monkeypatch):
         return simulate(snn.network, x, [3, 7], progress=False, per_neuron=True, layer_names=layers,
                         fan_out=snn._fan_out_tensors(), trace={k: torch.tensor([0, 5, 11]) for k in layers})
 
-    cl, default = run(torch.channels_last), run(torch.contiguous_format)
+    cl = run(torch.channels_last)
+    convs = [m.weight for m in snn.network.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not all(w.is_contiguous() for w in convs)  # (1×1 kernels are both)
+    default = run(torch.contiguous_format)
     assert all(p.is_contiguous() for p in snn.network.parameters())  # the last run put the weights back
     for t in (3, 7):
         np.testing.assert_array_equal(cl.outputs[t], default.outputs[t])
