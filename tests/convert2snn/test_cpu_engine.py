@@ -1,5 +1,6 @@
-"""The CPU (Numba) scan of the rate IF/LIF neuron against the neuron's torch loop, and the CPU
-simulation layout (channels-last, short chunks) against the default layout."""
+"""The CPU simulation engine: the Numba scan of the rate IF/LIF neuron against the neuron's torch
+loop; the channels-last layout, short chunks, malloc tuning and spike-counter reductions against
+the default layout and plain torch."""
 from __future__ import annotations
 
 import numpy as np
@@ -141,3 +142,16 @@ def test_allocator_tuning_runs_once_on_glibc_and_can_be_turned_off(monkeypatch):
     tune.cache_clear()
     monkeypatch.delenv("CONVERT2SNN_NO_MALLOC_TUNING")
     assert tune() is (platform.libc_ver()[0] == "glibc")
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "constant"])
+def test_counter_reductions_in_memory_order_equal_torch_sum(layout):
+    step = torch.empty(3, 4, 5, 6).contiguous(
+        memory_format=torch.channels_last if layout == "channels_last" else torch.contiguous_format)
+    x = sequence_buffer(step.unsqueeze(0).expand(7, 3, 4, 5, 6))
+    x.copy_((torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) < 0.3).float())
+    if layout == "constant":
+        x = x[0].unsqueeze(0).expand_as(x)
+    for dim in range(x.dim()):
+        out = simulate_module._sum(x, dim)
+        assert out.shape == x.sum(dim).shape and torch.equal(out, x.sum(dim)), dim
