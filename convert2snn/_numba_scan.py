@@ -41,3 +41,35 @@ def if_scan(x, x_step, v, out, threshold, decay, one, leak):  # pragma: no cover
                     spike = one if vi >= threshold else zero
                     sb[i] = spike
                     vb[i] = vi - spike * threshold
+
+
+# Units per block of the population scan: 256 units × n membranes stay in L1/L2 for the chunk.
+POPULATION_BLOCK = 256
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def population_scan(x, x_step, v, thresholds, out, n, one):  # pragma: no cover - compiled; tested via kernels
+    """`PopulationIFNode`'s scan: ``v``: [U, n] membranes (updated in place), ``thresholds``:
+    [1, n] (shared) or [S, n] (unit u uses row u mod S: S units per sample, in ``x``'s memory
+    order), ``out``: [T, U] spike counts / ``n``. ``n`` and ``one`` have the arrays' dtype."""
+    steps, units = out.shape
+    neurons = v.shape[1]
+    rows = thresholds.shape[0]
+    zero = one - one
+    for block in numba.prange((units + POPULATION_BLOCK - 1) // POPULATION_BLOCK):
+        start = block * POPULATION_BLOCK
+        stop = min(units, start + POPULATION_BLOCK)
+        for t in range(steps):
+            xb = x[t * x_step]
+            ob = out[t]
+            for u in range(start, stop):
+                xu = xb[u]
+                vu = v[u]
+                theta = thresholds[u % rows]
+                count = 0  # an integer sum vectorises (a float one may not be reordered); it is exact
+                for j in range(neurons):
+                    vj = vu[j] + xu
+                    fired = vj >= theta[j]
+                    vu[j] = vj - (one if fired else zero) * theta[j]
+                    count += fired
+                ob[u] = (one * count) / n

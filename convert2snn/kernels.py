@@ -67,6 +67,66 @@ def _memory_order(t: torch.Tensor, rows: int, units: int) -> Any:
     return torch.as_strided(t, (rows, units), (units, 1), t.storage_offset()).detach().numpy()
 
 
+def _set_threads(numba: Any) -> None:
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _cpu_usable(x_seq: torch.Tensor) -> bool:
+    return (not _disabled() and cpu_available() and x_seq.device.type == "cpu"
+            and x_seq.dtype in (torch.float32, torch.float64))
+
+
+def population_membranes(step: torch.Tensor, n: int) -> torch.Tensor:
+    """An uninitialised [*step.shape, n] membrane tensor: the n membranes of a unit side by side,
+    units in ``step``'s memory order (what `cpu_population_scan` reads)."""
+    if not _dense(step):
+        step = torch.empty_like(step, memory_format=torch.contiguous_format)
+    return torch.empty_strided(tuple(step.shape) + (n,), tuple(s * n for s in step.stride()) + (1,),
+                               dtype=step.dtype, device=step.device)
+
+
+def cpu_population_scan(x_seq: torch.Tensor, v: torch.Tensor, thresholds: torch.Tensor, out: torch.Tensor) -> bool:
+    """`PopulationIFNode`'s scan on the CPU with Numba: ``out`` [T, ...] (spike counts / n)
+    written, ``v`` [..., n] updated in place, bit-identical to the node's torch loop.
+    ``thresholds``: [n] or [*unit_shape, n] (one set per unit, broadcast over the batch). Returns
+    False, touching nothing, when it cannot run (see `cpu_if_scan`; ``v`` must be laid out as
+    `population_membranes` makes it)."""
+    if not _cpu_usable(x_seq):
+        return False
+    step, n = x_seq[0], v.shape[-1]
+    if v.dtype != x_seq.dtype or out.dtype != x_seq.dtype or tuple(v.shape) != tuple(step.shape) + (n,) \
+            or out.shape != x_seq.shape:
+        return False
+    units, steps = step.numel(), x_seq.shape[0]
+    if not (_dense(step) and _dense(out[0]) and out[0].stride() == step.stride() and out.stride(0) == units
+            and v.stride() == tuple(s * n for s in step.stride()) + (1,)):
+        return False
+    constant = steps == 1 or x_seq.stride(0) == 0
+    if not constant and x_seq.stride(0) != units:
+        return False
+    if thresholds.dim() == 1:
+        rows = thresholds.reshape(1, n)
+    else:
+        if tuple(thresholds.shape) != tuple(step.shape[1:]) + (n,):
+            return False
+        if step.shape[0] > 1 and step.stride(0) != units // step.shape[0]:  # each sample one block
+            return False
+        # the per-sample units in the input's memory order (e.g. H, W, C for channels-last)
+        order = sorted(range(1, step.dim()), key=lambda d: (-step.stride(d), d))
+        rows = thresholds.permute([d - 1 for d in order] + [step.dim() - 1]).reshape(-1, n)
+    import numba
+    import numpy as np
+
+    from ._numba_scan import population_scan
+
+    _set_threads(numba)
+    scalar = np.dtype(str(x_seq.dtype).removeprefix("torch.")).type
+    population_scan(_memory_order(x_seq, 1 if constant else steps, units), 0 if constant else 1,
+                    _memory_order(v, units, n), rows.to(x_seq.dtype).contiguous().numpy(),
+                    _memory_order(out, steps, units), scalar(n), scalar(1.0))
+    return True
+
+
 def cpu_if_scan(x_seq: torch.Tensor, v: torch.Tensor, threshold: float, spikes: torch.Tensor,
                 decay: float | None = None) -> bool:
     """The rate IF/LIF scan (reset by subtraction) of ``x_seq`` [T, ...] on the CPU with Numba:
@@ -74,7 +134,7 @@ def cpu_if_scan(x_seq: torch.Tensor, v: torch.Tensor, threshold: float, spikes: 
     loop. Returns False, touching nothing, when it cannot run: Numba missing or turned off, a
     dtype other than float32/float64, or ``v``, the steps of ``x_seq`` and of ``spikes`` not all
     one dense block in the same layout (the caller then runs its loop)."""
-    if _disabled() or not cpu_available() or x_seq.device.type != "cpu" or x_seq.dtype not in (torch.float32, torch.float64):
+    if not _cpu_usable(x_seq):
         return False
     step = x_seq[0]
     if v.dtype != x_seq.dtype or spikes.dtype != x_seq.dtype or v.shape != step.shape or spikes.shape != x_seq.shape:
@@ -92,7 +152,7 @@ def cpu_if_scan(x_seq: torch.Tensor, v: torch.Tensor, threshold: float, spikes: 
 
     from ._numba_scan import if_scan
 
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _set_threads(numba)
     scalar = np.dtype(str(x_seq.dtype).removeprefix("torch.")).type
     if_scan(_memory_order(x_seq, 1 if constant else steps, units), 0 if constant else 1,
             _memory_order(v, 1, units)[0], _memory_order(spikes, steps, units),

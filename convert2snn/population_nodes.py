@@ -128,7 +128,8 @@ class PopulationIFNode(BaseNode):
         shape = tuple(x.shape) + (self.n,)
         v = states[0]
         if not isinstance(v, torch.Tensor) or tuple(v.shape) != shape:
-            v = self.v_init.to(device=x.device, dtype=x.dtype).expand(shape).clone()
+            v = kernels.population_membranes(x, self.n)  # units in the input's memory order
+            v.copy_(self.v_init.to(device=x.device, dtype=x.dtype).expand(shape))
         elif v.dtype != x.dtype or v.device != x.device:
             v = v.to(dtype=x.dtype, device=x.device)
         return (v, *states[1:])
@@ -147,8 +148,10 @@ class PopulationIFNode(BaseNode):
         if kernels.use_kernel(x_seq):
             v = v.contiguous()
             return (kernels.scan(x_seq, v, self.thresholds, out_scale=1.0 / self.n),), (v, *states[1:])
-        thr = self.thresholds.to(v.dtype)
         out = sequence_buffer(x_seq)
+        if kernels.cpu_population_scan(x_seq, v, self.thresholds, out):
+            return (out,), (v, *states[1:])
+        thr = self.thresholds.to(v.dtype)
         spikes = torch.empty_like(v, dtype=torch.bool)
         for t in range(x_seq.shape[0]):
             v.add_(x_seq[t].unsqueeze(-1))

@@ -11,6 +11,7 @@ from torch import nn
 import convert2snn
 from convert2snn import kernels, simulate as simulate_module
 from convert2snn.nodes import IFNeuron
+from convert2snn.population_nodes import PopulationIFNode
 from convert2snn.sequence import sequence_buffer
 from convert2snn.simulate import chunk_length, memory_format_for, simulate
 
@@ -78,6 +79,46 @@ def test_cpu_kernel_declines_layouts_it_cannot_scan_and_leaves_them_untouched():
     assert kernels.cpu_if_scan(x[:, :, ::2], torch.zeros(3, 3), 1.0, torch.empty(4, 3, 3)) is False  # gaps
     assert kernels.cpu_if_scan(x.half(), torch.zeros(3, 5).half(), 1.0, torch.empty(4, 3, 5).half()) is False
     assert kernels.cpu_if_scan(x, torch.zeros(3, 5), 1.0, torch.empty(4, 3, 5)) is True
+
+
+def _population(n, mismatch, unit_shape):
+    if mismatch == "dither":
+        return PopulationIFNode.dithered(n, threshold=0.9)
+    return PopulationIFNode.mismatched(n, unit_shape, sigma=0.3, seed=n, threshold=0.9)
+
+
+@needs_numba
+@pytest.mark.parametrize("shape, channels_last", [((5, 3, 7), False), ((4, 2, 300), False), ((3, 3, 5, 9, 9), False),
+                                                  ((3, 3, 5, 9, 9), True), ((2, 1, 1, 1, 1), True)])
+@pytest.mark.parametrize("n, mismatch", [(1, "dither"), (5, "dither"), (16, "dither"), (3, "threshold"), (16, "threshold")])
+@pytest.mark.parametrize("constant", [False, True])
+def test_cpu_population_kernel_is_bit_identical_to_the_torch_loop(monkeypatch, shape, channels_last, n, mismatch,
+                                                                  constant):
+    x = _sequence(shape, seed=n + len(shape), channels_last=channels_last, constant=constant)
+    calls, scan = [], kernels.cpu_population_scan
+    monkeypatch.setattr(kernels, "cpu_population_scan", lambda *a, **k: calls.append(scan(*a, **k)) or calls[-1])
+    outs = {}
+    for kernel in (True, False):
+        monkeypatch.setenv("CONVERT2SNN_NO_KERNELS", "0" if kernel else "1")
+        node = _population(n, mismatch, shape[2:])
+        with torch.no_grad():
+            parts = [node(x[a:b]) for a, b in ((0, 1), (1, shape[0]))]  # state carried across chunks
+        outs[kernel] = (torch.cat(parts), node.v)
+    assert calls[:2] == [True, True], "the Numba kernel must have run"
+    (out, v), (ref, ref_v) = outs[True], outs[False]
+    assert torch.equal(out, ref) and torch.equal(v, ref_v), "counts and membranes must be bit-identical"
+    assert x[0].numel() == 1 or 0 < out.mean() < 1
+
+
+@needs_numba
+def test_cpu_population_kernel_declines_foreign_membrane_layouts():
+    x = torch.rand(2, 3, 4)
+    out = torch.full((2, 3, 4), -1.0)
+    v = torch.zeros(3, 5, 4).transpose(1, 2)  # [3, 4, 5] but n not innermost
+    assert kernels.cpu_population_scan(x, v, torch.ones(5), out) is False and (out == -1).all()
+    wrong_units = torch.ones(5, 5)  # per-unit thresholds for 5 units, the input has 4
+    assert kernels.cpu_population_scan(x, torch.zeros(3, 4, 5), wrong_units, out) is False
+    assert kernels.cpu_population_scan(x, torch.zeros(3, 4, 5), torch.ones(4, 5), out) is True
 
 
 def test_no_kernels_switch_turns_the_cpu_kernel_off(monkeypatch):
