@@ -19,6 +19,19 @@ def is_time_constant(x: torch.Tensor) -> bool:
     return x.dim() > 0 and (x.shape[0] == 1 or x.stride(0) == 0)
 
 
+def silent(like: torch.Tensor) -> torch.Tensor:
+    """An all-zero tensor shaped like ``like`` that occupies one element (every stride 0): a node's
+    way of saying "no spikes this chunk" that the layers after it recognise without reading it
+    (a stateless layer then computes one sample of one step, see `SeqModule`)."""
+    return like.new_zeros(()).expand(like.shape)
+
+
+def is_silent(x: torch.Tensor) -> bool:
+    """True for a `silent` tensor (checked on CPU tensors only: on CUDA it would cost a host sync)."""
+    return (x.dim() > 0 and not x.is_cuda and all(s == 0 for s in x.stride()) and x.numel() > 0
+            and float(x[(0,) * x.dim()]) == 0.0)
+
+
 def constant_sequence(x: torch.Tensor, steps: int) -> torch.Tensor:
     """``x`` (one step) as a [steps, ...] sequence without copying."""
     return x.unsqueeze(0).expand((steps,) + tuple(x.shape))
@@ -32,7 +45,8 @@ def sequence_buffer(x_seq: torch.Tensor) -> torch.Tensor:
 
 
 class SeqModule(nn.Module, StepModule):
-    """Apply a stateless module to every time step of a sequence."""
+    """Apply a stateless module to every time step of a sequence (once, when the steps are all the
+    same; on one sample, when the samples are all the same as well)."""
 
     def __init__(self, module: nn.Module):
         super().__init__()
@@ -42,7 +56,11 @@ class SeqModule(nn.Module, StepModule):
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         steps = x_seq.shape[0]
         if is_time_constant(x_seq):
-            return constant_sequence(self.module(x_seq[0]), steps)
+            step = x_seq[0]
+            if step.dim() > 1 and step.shape[0] > 1 and step.stride(0) == 0:  # every sample the same too
+                one = self.module(step[:1])  # (silent input, e.g.): samples are independent here
+                return constant_sequence(one.expand((step.shape[0],) + tuple(one.shape[1:])), steps)
+            return constant_sequence(self.module(step), steps)
         y = self.module(x_seq.flatten(0, 1))
         return y.reshape((steps, x_seq.shape[1]) + tuple(y.shape[1:]))
 

@@ -65,8 +65,11 @@ class SimulationResult:
 
 
 def _sum(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """``t.sum(dim)``, reduced in ``t``'s memory order: torch's reductions over a channels-last
-    tensor's outer axes are up to 10x slower than over the same memory viewed as contiguous."""
+    """``t.sum(dim)`` for spike counts, reduced in ``t``'s memory order: torch's reductions over a
+    channels-last tensor's outer axes are up to 10x slower than over the same memory viewed as
+    contiguous. An expanded axis is multiplied, not summed (exact for counts)."""
+    if t.stride(dim) == 0:  # an expanded axis (a silent or constant chunk): every slice is the same
+        return t.select(dim, 0) * t.shape[dim]
     order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), d))
     kept = [d for d in order if d != dim]
     out = t.permute(order).sum(dim=order.index(dim))  # dims: `kept`, in memory order

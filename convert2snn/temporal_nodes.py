@@ -36,7 +36,7 @@ from spikingjelly.activation_based.neuron import BaseNode
 
 from . import kernels
 from .nodes import MembraneReadout
-from .sequence import is_time_constant, sequence_buffer
+from .sequence import is_silent, is_time_constant, sequence_buffer, silent
 
 
 def _times(t0: int, steps: int, device: torch.device) -> torch.Tensor:
@@ -99,7 +99,7 @@ class PhaseNode(OscillatoryNode):
 
     def spike_count(self, output: torch.Tensor) -> torch.Tensor:
         """Spikes per output element (the output is the spike's weight, nonzero iff it fired)."""
-        return (output != 0).to(output.dtype)
+        return output if is_silent(output) else (output != 0).to(output.dtype)
 
 
 class TTFSNode(OscillatoryNode):
@@ -127,8 +127,10 @@ class TTFSNode(OscillatoryNode):
             a, b = int(charging[0]), int(charging[-1]) + 1
             total = x_seq[a] * (b - a) if is_time_constant(x_seq) else x_seq[a:b].sum(0)
             self.v = self.v + total / K
-        out = sequence_buffer(x_seq).zero_()
         firing = (cycle == self.integrate_cycle + 1).nonzero().flatten()
+        if not firing.numel():  # idle (or integrating): no spikes, and the layers after skip the chunk
+            return silent(x_seq)
+        out = sequence_buffer(x_seq).zero_()
         if firing.numel():
             a, b = int(firing[0]), int(firing[-1]) + 1
             phase = times[a:b] - (self.integrate_cycle + 1) * K
@@ -157,6 +159,11 @@ class StepSynapse(base.MemoryModule):
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         steps, K, t0 = x_seq.shape[0], self.period, int(self.t)
+        nothing_held = t0 % K == 0 or not isinstance(self.held, torch.Tensor) or is_silent(self.held)
+        if nothing_held and is_silent(x_seq):
+            self.held = x_seq[-1]
+            self.t = t0 + steps
+            return x_seq
         out = sequence_buffer(x_seq)
         a = 0
         while a < steps:

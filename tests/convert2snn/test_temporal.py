@@ -158,6 +158,31 @@ def test_time_chunks_do_not_change_ttfs_or_phase_results():
         functional.reset_net(snn.network)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_idle_cycles_are_skipped_with_bit_identical_results(monkeypatch, seed):
+    """A ttfs layer fires in one of its (depth + 1) cycles: outside it the node returns a `silent`
+    chunk and the layers after it compute one sample of one step. The same simulation with the
+    silent chunks materialised as zeros (every layer computing every step) must agree exactly."""
+    from convert2snn import temporal_nodes
+
+    net = RandomNet(seed)  # residual / concat / plain, max or average pooling
+    x = torch.rand(6, 2, 8, 8, generator=torch.Generator().manual_seed(seed))
+    snn = _convert(net, x, period=4)
+    batches = []
+    convs = [m for m in snn.network.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [c.register_forward_pre_hook(lambda _m, args: batches.append(args[0].shape[0])) for c in convs]
+    fast = snn.evaluate(x, np.zeros(6, dtype=int), timesteps=[5, snn.latency], correlation=False)
+    out_fast = snn.predict(x, timesteps=snn.latency)
+    assert 1 in batches, "silent chunks must reach the convolutions as one sample"
+    for h in hooks:
+        h.remove()
+    monkeypatch.setattr(temporal_nodes, "silent", lambda like: torch.zeros(like.shape, dtype=like.dtype))
+    dense = snn.evaluate(x, np.zeros(6, dtype=int), timesteps=[5, snn.latency], correlation=False)
+    np.testing.assert_array_equal(snn.predict(x, timesteps=snn.latency), out_fast)
+    assert dense.spikes_per_neuron == fast.spikes_per_neuron and dense.accuracy == fast.accuracy
+    assert dense.layer_spikes_per_neuron == fast.layer_spikes_per_neuron and dense.sops == fast.sops and fast.sops[1] > 0
+
+
 def test_residual_branches_are_delayed_to_meet():
     snn = _convert(RandomNet(0), torch.rand(8, 2, 8, 8), period=4)
     delays = [m for m in snn.network.modules() if isinstance(m, CycleDelay)]
