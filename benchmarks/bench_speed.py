@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--population", type=int, nargs="*", metavar="T",
                    help="also time population coding (n = 16, converted from the same ANN) at these T, with the CPU "
                         "kernel and with the torch loop (default T: 1 2 4 when the flag is given alone)")
+    p.add_argument("--ttfs", action="store_true",
+                   help="also time single-spike temporal coding (K = 16, from the same ANN) at its latency, with and "
+                        "without skipping idle chunks")
     p.add_argument("--ablation", action="store_true",
                    help="instead of the sweep: T = --main-T, batch = --main-batch with the CPU engine's parts switched "
                         "on one by one, each in its own process (needs --snn); writes speed_cpu_ablation.json")
@@ -237,12 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         log(f"T={steps:4d} batch={batch:4d}: ANN {batch / t_ann:8.0f} img/s | ours {row['ours_images_per_s']:7.1f} img/s, "
             f"t/(T·t_ANN) {row['ours_ratio']:.2f}" + (f" | SJ {row['sj_images_per_s']:7.1f} img/s, ratio {row['sj_ratio']:.2f}"
                                                        f" | ours {row['ours_vs_sj']:.2f}× SJ" if sj_net is not None else ""))
-    population_rows = time_population(snn, x_cal, args, device, sync) if args.population is not None else []
+    other_rows = time_population(snn, x_cal, args, device, sync) if args.population is not None else []
+    if args.ttfs:
+        other_rows += time_ttfs(snn, x_cal, args, device, sync)
     info = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]), "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "load_avg": os.getloadavg(), "model": str(args.snn or ("random VGG" if args.random else "cifar10_vgg")),
-            "rows": rows, "population_rows": population_rows}
+            "rows": rows, "other_codes": other_rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(info, indent=1))
     print()
@@ -252,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         cl = f" / {r['batch'] / r['t_ann_channels_last_s']:.0f}" if r.get("t_ann_channels_last_s") else ""
         print(f"| {r['T']} | {r['batch']} | {r['batch'] / r['t_ann_nchw_s']:.0f}{cl} | {r['ours_images_per_s']:.1f} | {r['ours_ratio']:.2f} | "
               + (f"{r['sj_images_per_s']:.1f} | {r['sj_ratio']:.2f} | {r['ours_vs_sj']:.2f}× |" if "t_sj_s" in r else "– | – | – |"))
-    if population_rows:
-        print("\n| population n=16: T | batch | img/s | t_SNN/(T·t_ANN) | img/s, torch loop | kernel speed-up |")
-        print("|---:|---:|---:|---:|---:|---:|")
-        for r in population_rows:
-            print(f"| {r['T']} | {r['batch']} | {r['images_per_s']:.1f} | {r['ratio']:.2f} | "
-                  f"{r['torch_loop_images_per_s']:.1f} | {r['t_torch_loop_s'] / r['t_s']:.2f}× |")
+    if other_rows:
+        print("\n| code | T | batch | img/s | t_SNN/(T·t_ANN) | img/s without (torch loop / dense) | speed-up |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for r in other_rows:
+            print(f"| {r['code']} | {r['T']} | {r['batch']} | {r['images_per_s']:.1f} | {r['ratio']:.2f} | "
+                  f"{r['baseline_images_per_s']:.1f} | {r['t_baseline_s'] / r['t_s']:.2f}× |")
     log(f"wrote {args.json}")
     return 0
 
@@ -265,6 +270,41 @@ def main(argv: list[str] | None = None) -> int:
 def time_population(snn, x_cal, args, device, sync) -> list[dict]:
     """Population coding (n = 16) converted from the same ANN, timed at ``args.population`` T with
     the CPU kernel (or Triton on CUDA) and with the nodes' torch loop (CONVERT2SNN_NO_KERNELS=1)."""
+    def torch_loop(run):
+        before = os.environ.get("CONVERT2SNN_NO_KERNELS")
+        os.environ["CONVERT2SNN_NO_KERNELS"] = "1"
+        try:
+            run()
+        finally:
+            if before is None:
+                os.environ.pop("CONVERT2SNN_NO_KERNELS")
+            else:
+                os.environ["CONVERT2SNN_NO_KERNELS"] = before
+
+    return _time_code(snn, x_cal, args, device, sync, "population", {"n": 16}, args.population or [1, 2, 4], torch_loop)
+
+
+def time_ttfs(snn, x_cal, args, device, sync) -> list[dict]:
+    """Single-spike temporal coding (K = 16) converted from the same ANN, timed at its latency with
+    idle chunks skipped (the default) and with them computed like any other (the dense simulation)."""
+    import torch
+
+    from convert2snn import temporal_nodes
+
+    def dense(run):
+        skipping = temporal_nodes.silent
+        temporal_nodes.silent = lambda like: torch.zeros(like.shape, dtype=like.dtype, device=like.device)
+        try:
+            run()
+        finally:
+            temporal_nodes.silent = skipping
+
+    return _time_code(snn, x_cal, args, device, sync, "temporal", {"code": "ttfs", "period": 16}, None, dense)
+
+
+def _time_code(snn, x_cal, args, device, sync, kind: str, options: dict, timesteps, baseline) -> list[dict]:
+    """``kind``/``options`` converted from ``snn``'s ANN, timed at ``timesteps`` (None: the latency)
+    against the ANN, and with ``baseline(run)`` (the same run without the speed-up under test)."""
     import torch
 
     import convert2snn
@@ -272,34 +312,27 @@ def time_population(snn, x_cal, args, device, sync) -> list[dict]:
     shape = tuple(snn.bridge_info.input_shape)
     cal = torch.rand((500,) + shape, generator=torch.Generator().manual_seed(2)) if x_cal is None else \
         snn.ann.bridge_info.to_model_layout(torch.as_tensor(np.asarray(x_cal[:500])))
-    pop = convert2snn.convert(snn.ann, "population", cal, n=16, progress=False)
-    pop.to(device)
-    pop.options.progress = False
+    other = convert2snn.convert(snn.ann, kind, cal, progress=False, **options)
+    other.to(device)
+    other.options.progress = False
     ann = snn.ann.to(device).eval()
     ann_cl = copy.deepcopy(ann).to(memory_format=torch.channels_last) if len(shape) == 3 else ann
     batch = args.main_batch
     x = torch.rand((batch,) + shape, generator=torch.Generator().manual_seed(batch)).to(device)
+    label = f"{kind} " + " ".join(f"{k}={v}" for k, v in options.items())
     rows = []
-    for steps in args.population or [1, 2, 4]:
-        def torch_loop():
-            before = os.environ.get("CONVERT2SNN_NO_KERNELS")
-            os.environ["CONVERT2SNN_NO_KERNELS"] = "1"
-            try:
-                pop.predict(x, timesteps=steps, batch_size=batch)
-            finally:
-                if before is None:
-                    os.environ.pop("CONVERT2SNN_NO_KERNELS")
-                else:
-                    os.environ["CONVERT2SNN_NO_KERNELS"] = before
+    for steps in timesteps or [other.latency]:
+        def run():
+            other.predict(x, timesteps=steps, batch_size=batch)
         runs = {"ann": lambda: ann(x), "ann_cl": lambda: ann_cl(x.contiguous(memory_format=torch.channels_last)),
-                "kernel": lambda: pop.predict(x, timesteps=steps, batch_size=batch), "torch_loop": torch_loop}
+                "fast": run, "baseline": lambda: baseline(run)}
         with torch.no_grad():
             t = best_times(runs, args.repeat, sync)
         t_ann = min(t["ann"], t["ann_cl"])
-        rows.append({"T": steps, "batch": batch, "t_ann_s": t_ann, "t_s": t["kernel"], "images_per_s": batch / t["kernel"],
-                     "ratio": t["kernel"] / (steps * t_ann), "t_torch_loop_s": t["torch_loop"],
-                     "torch_loop_images_per_s": batch / t["torch_loop"]})
-        log(f"population n=16 T={steps}: {batch / t['kernel']:.1f} img/s (torch loop {batch / t['torch_loop']:.1f})")
+        rows.append({"code": label, "T": steps, "batch": batch, "t_ann_s": t_ann, "t_s": t["fast"],
+                     "images_per_s": batch / t["fast"], "ratio": t["fast"] / (steps * t_ann),
+                     "t_baseline_s": t["baseline"], "baseline_images_per_s": batch / t["baseline"]})
+        log(f"{label} T={steps}: {batch / t['fast']:.1f} img/s (without the speed-up: {batch / t['baseline']:.1f})")
     return rows
 
 

@@ -30,17 +30,18 @@ def test_speed_benchmark_on_a_random_vgg(bench_speed, tmp_path, capsys):
     out = tmp_path / "speed.json"
     saved = tmp_path / "vgg.c2s"
     assert bench_speed.main(["--random", "--timesteps", "3", "--batches", "2", "--main-batch", "4", "--main-T", "3",
-                             "--repeat", "1", "--json", str(out), "--save", str(saved), "--population", "2"]) == 0
+                             "--repeat", "1", "--json", str(out), "--save", str(saved), "--population", "2", "--ttfs"]) == 0
     result = json.loads(out.read_text())
     assert [(r["T"], r["batch"]) for r in result["rows"]] == [(3, 4), (3, 2)]
     for row in result["rows"]:
         _row_is_consistent(row)
         assert row["ours_vs_sj"] == pytest.approx(row["t_sj_s"] / row["t_ours_s"])
-    [pop] = result["population_rows"]
-    assert pop["T"] == 2 and pop["images_per_s"] == pytest.approx(4 / pop["t_s"])
+    pop, ttfs = result["other_codes"]
+    assert pop["code"] == "population n=16" and pop["T"] == 2 and pop["images_per_s"] == pytest.approx(4 / pop["t_s"])
     assert pop["ratio"] == pytest.approx(pop["t_s"] / (2 * pop["t_ann_s"]))
+    assert ttfs["code"] == "temporal code=ttfs period=16" and ttfs["T"] == 16 * 8  # 7 neuron layers + the readout
     printed = capsys.readouterr().out
-    assert "| 3 | 4 |" in printed and "| 2 | 4 |" in printed
+    assert "| 3 | 4 |" in printed and "| population n=16 | 2 | 4 |" in printed
     assert saved.exists()
 
 
