@@ -1,7 +1,7 @@
 """Multi-step kernels for our integrate-and-fire scans (Triton on CUDA, Numba on the CPU), with
 the torch loops as reference.
 
-One kernel covers every reset-by-subtraction scan the converter builds:
+One Triton kernel covers every reset-by-subtraction scan the converter builds:
 
 - `IFNeuron` (rate): one neuron per unit, membrane starting at v_init·θ, optional leak;
 - `PopulationIFNode`: n neurons per unit, per-neuron thresholds (dithered: shared by all units;
@@ -11,14 +11,17 @@ One kernel covers every reset-by-subtraction scan the converter builds:
 Each program owns a block of units and keeps their membranes in registers for the whole time
 chunk: the input is read once per step (a stride-0 time axis — constant analog input — is read
 from one row), the output written once, the membrane stored at the end. No host↔device traffic and
-no Python work per step. The nodes call `scan` on CUDA tensors when Triton is importable; on the
-CPU (and for autograd) they run their own torch loops, the reference the kernel is tested against
+no Python work per step. The nodes call `scan` on CUDA tensors when Triton is importable; for
+autograd they run their own torch loops, the reference the kernel is tested against
 (`tests/convert2snn/test_kernels.py` runs the kernel in Triton's interpreter on the CPU —
 ``TRITON_INTERPRET=1``, set by the tests' conftest — spikes bit-exact, membranes equal).
 
-On the CPU the rate `IFNeuron`'s scan (the common case) runs as a Numba kernel when Numba is
-installed (``pip install convert2snn[cpu]``): one memory pass per step instead of the torch loop's
-three, bit-identical to it (`cpu_if_scan`). ``CONVERT2SNN_NO_KERNELS=1`` turns off both kinds.
+On the CPU the `IFNeuron` and `PopulationIFNode` scans run as Numba kernels when Numba is
+installed (``pip install convert2snn[cpu]``): one memory pass per step instead of the torch
+loops' three to five, bit-identical to them, in any memory layout whose steps are dense
+(`cpu_if_scan`, `cpu_population_scan`; tests in `tests/convert2snn/test_cpu_engine.py`). The
+phase node, and layouts a kernel declines, run the torch loops. ``CONVERT2SNN_NO_KERNELS=1``
+turns off both kinds of kernel.
 """
 from __future__ import annotations
 
