@@ -70,13 +70,36 @@ def _memory_order(t: torch.Tensor, rows: int, units: int) -> Any:
     return torch.as_strided(t, (rows, units), (units, 1), t.storage_offset()).detach().numpy()
 
 
-def _set_threads(numba: Any) -> None:
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-
-
 def _cpu_usable(x_seq: torch.Tensor) -> bool:
     return (not _disabled() and cpu_available() and x_seq.device.type == "cpu"
             and x_seq.dtype in (torch.float32, torch.float64))
+
+
+def _input_rows(x_seq: torch.Tensor, units: int) -> tuple[Any, int] | None:
+    """``x_seq``'s steps as NumPy rows for a CPU kernel, and the row step (0: one row for a
+    constant input); None when its steps are not ``units`` elements apart."""
+    steps = x_seq.shape[0]
+    if steps == 1 or x_seq.stride(0) == 0:
+        return _memory_order(x_seq, 1, units), 0
+    if x_seq.stride(0) != units:
+        return None
+    return _memory_order(x_seq, steps, units), 1
+
+
+def _scalar(dtype: torch.dtype) -> Any:
+    """The NumPy scalar type of ``dtype``: kernel constants in the arrays' dtype, so nothing is promoted."""
+    import numpy as np
+
+    return np.dtype(str(dtype).removeprefix("torch.")).type
+
+
+def _numba_kernel(name: str) -> Any:
+    import numba
+
+    from . import _numba_scan
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    return getattr(_numba_scan, name)
 
 
 def population_membranes(step: torch.Tensor, n: int) -> torch.Tensor:
@@ -104,8 +127,8 @@ def cpu_population_scan(x_seq: torch.Tensor, v: torch.Tensor, thresholds: torch.
     if not (_dense(step) and _dense(out[0]) and out[0].stride() == step.stride() and out.stride(0) == units
             and v.stride() == tuple(s * n for s in step.stride()) + (1,)):
         return False
-    constant = steps == 1 or x_seq.stride(0) == 0
-    if not constant and x_seq.stride(0) != units:
+    rows_in = _input_rows(x_seq, units)
+    if rows_in is None:
         return False
     if thresholds.dim() == 1:
         rows = thresholds.reshape(1, n)
@@ -117,16 +140,9 @@ def cpu_population_scan(x_seq: torch.Tensor, v: torch.Tensor, thresholds: torch.
         # the per-sample units in the input's memory order (e.g. H, W, C for channels-last)
         order = sorted(range(1, step.dim()), key=lambda d: (-step.stride(d), d))
         rows = thresholds.permute([d - 1 for d in order] + [step.dim() - 1]).reshape(-1, n)
-    import numba
-    import numpy as np
-
-    from ._numba_scan import population_scan
-
-    _set_threads(numba)
-    scalar = np.dtype(str(x_seq.dtype).removeprefix("torch.")).type
-    population_scan(_memory_order(x_seq, 1 if constant else steps, units), 0 if constant else 1,
-                    _memory_order(v, units, n), rows.to(x_seq.dtype).contiguous().numpy(),
-                    _memory_order(out, steps, units), scalar(n), scalar(1.0))
+    scalar = _scalar(x_seq.dtype)
+    _numba_kernel("population_scan")(*rows_in, _memory_order(v, units, n), rows.to(x_seq.dtype).contiguous().numpy(),
+                                     _memory_order(out, steps, units), scalar(n), scalar(1.0))
     return True
 
 
@@ -145,21 +161,12 @@ def cpu_if_scan(x_seq: torch.Tensor, v: torch.Tensor, threshold: float, spikes: 
     if not (_dense(v) and _dense(step) and _dense(spikes[0]) and v.stride() == step.stride() == spikes[0].stride()):
         return False
     units, steps = v.numel(), x_seq.shape[0]
-    constant = steps == 1 or x_seq.stride(0) == 0
-    if not constant and x_seq.stride(0) != units:
+    rows_in = _input_rows(x_seq, units)
+    if rows_in is None or spikes.stride(0) != units:
         return False
-    if spikes.stride(0) != units:
-        return False
-    import numba
-    import numpy as np
-
-    from ._numba_scan import if_scan
-
-    _set_threads(numba)
-    scalar = np.dtype(str(x_seq.dtype).removeprefix("torch.")).type
-    if_scan(_memory_order(x_seq, 1 if constant else steps, units), 0 if constant else 1,
-            _memory_order(v, 1, units)[0], _memory_order(spikes, steps, units),
-            scalar(threshold), scalar(1.0 if decay is None else decay), scalar(1.0), decay is not None)
+    scalar = _scalar(x_seq.dtype)
+    _numba_kernel("if_scan")(*rows_in, _memory_order(v, 1, units)[0], _memory_order(spikes, steps, units),
+                             scalar(threshold), scalar(1.0 if decay is None else decay), scalar(1.0), decay is not None)
     return True
 
 

@@ -84,11 +84,12 @@ class _SpikeCounter:
     ``"input"`` counts spike-coded input through a pre-hook on the network); per-sample counts up
     to each T in ``snapshots`` handed to ``sink`` (a `convert2snn.metrics.SampleCounts`: histograms,
     ANN↔SNN correlation); spike trains of chosen neurons of the first sample (``trace``).
+    ``enabled=False`` attaches no hooks (nothing counted; `simulate(count=False)`).
     """
 
     def __init__(self, network: nn.Module, names: dict[str, str], steps: int, per_neuron: bool, *,
                  fan_out: dict[str, torch.Tensor] | None = None, snapshots: tuple[int, ...] = (), sink=None,
-                 trace: dict[str, torch.Tensor] | None = None):
+                 trace: dict[str, torch.Tensor] | None = None, enabled: bool = True):
         self.per_step: dict[str, torch.Tensor] = {}
         self.per_neuron: dict[str, torch.Tensor] = {}
         self.sops: dict[str, torch.Tensor] = {}
@@ -104,6 +105,8 @@ class _SpikeCounter:
         self.trace = trace or {}
         self.running: dict[str, torch.Tensor] = {}
         self.handles = []
+        if not enabled:  # no hooks: nothing is counted, the record stays empty
+            return
         for module_name, module in network.named_modules():
             if is_neuron(module):
                 layer = names.get(module_name, module_name)
@@ -272,8 +275,8 @@ def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch
     if torch.device(device).type == "cpu":
         tune_cpu_allocator()
     network = network.to(device=device, memory_format=layout).eval()
-    counter = _SpikeCounter(network if count else nn.Module(), layer_names or {}, steps, per_neuron, fan_out=fan_out,
-                            snapshots=tuple(wanted), sink=sink, trace=trace)
+    counter = _SpikeCounter(network, layer_names or {}, steps, per_neuron, fan_out=fan_out, snapshots=tuple(wanted),
+                            sink=sink, trace=trace, enabled=count)
     outputs: dict[int, list[torch.Tensor]] = {t: [] for t in wanted}
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n = x.shape[0]

@@ -99,7 +99,7 @@ class PhaseNode(OscillatoryNode):
 
     def spike_count(self, output: torch.Tensor) -> torch.Tensor:
         """Spikes per output element (the output is the spike's weight, nonzero iff it fired)."""
-        return output if is_silent(output) else (output != 0).to(output.dtype)
+        return (output != 0).to(output.dtype)
 
 
 class TTFSNode(OscillatoryNode):
@@ -131,13 +131,12 @@ class TTFSNode(OscillatoryNode):
         if not firing.numel():  # idle (or integrating): no spikes, and the layers after skip the chunk
             return silent(x_seq)
         out = sequence_buffer(x_seq).zero_()
-        if firing.numel():
-            a, b = int(firing[0]), int(firing[-1]) + 1
-            phase = times[a:b] - (self.integrate_cycle + 1) * K
-            shape = (b - a,) + (1,) * self.v.dim()
-            crossed = self.v.unsqueeze(0) >= self.ramp(phase, x_seq.dtype).reshape(shape)
-            before = self.v.unsqueeze(0) >= self.ramp(phase - 1, x_seq.dtype).reshape(shape)
-            out[a:b] = (crossed & ~before).to(x_seq.dtype)  # the first crossing only
+        a, b = int(firing[0]), int(firing[-1]) + 1
+        phase = times[a:b] - (self.integrate_cycle + 1) * K
+        shape = (b - a,) + (1,) * self.v.dim()
+        crossed = self.v.unsqueeze(0) >= self.ramp(phase, x_seq.dtype).reshape(shape)
+        before = self.v.unsqueeze(0) >= self.ramp(phase - 1, x_seq.dtype).reshape(shape)
+        out[a:b] = (crossed & ~before).to(x_seq.dtype)  # the first crossing only
         return out
 
 
