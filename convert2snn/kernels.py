@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from .sequence import memory_order
+
 BLOCK = 128
 
 
@@ -105,9 +107,8 @@ def _numba_kernel(name: str) -> Any:
 def population_membranes(step: torch.Tensor, n: int) -> torch.Tensor:
     """An uninitialised [*step.shape, n] membrane tensor: the n membranes of a unit side by side,
     units in ``step``'s memory order (what `cpu_population_scan` reads)."""
-    if not _dense(step):
-        step = torch.empty_like(step, memory_format=torch.contiguous_format)
-    return torch.empty_strided(tuple(step.shape) + (n,), tuple(s * n for s in step.stride()) + (1,),
+    unit_strides = torch.empty_like(step).stride()  # dense, in step's layout (as `sequence_buffer`)
+    return torch.empty_strided(tuple(step.shape) + (n,), tuple(s * n for s in unit_strides) + (1,),
                                dtype=step.dtype, device=step.device)
 
 
@@ -138,7 +139,7 @@ def cpu_population_scan(x_seq: torch.Tensor, v: torch.Tensor, thresholds: torch.
         if step.shape[0] > 1 and step.stride(0) != units // step.shape[0]:  # each sample one block
             return False
         # the per-sample units in the input's memory order (e.g. H, W, C for channels-last)
-        order = sorted(range(1, step.dim()), key=lambda d: (-step.stride(d), d))
+        order = memory_order(step, first=1)
         rows = thresholds.permute([d - 1 for d in order] + [step.dim() - 1]).reshape(-1, n)
     scalar = _scalar(x_seq.dtype)
     _numba_kernel("population_scan")(*rows_in, _memory_order(v, units, n), rows.to(x_seq.dtype).contiguous().numpy(),

@@ -37,6 +37,12 @@ def constant_sequence(x: torch.Tensor, steps: int) -> torch.Tensor:
     return x.unsqueeze(0).expand((steps,) + tuple(x.shape))
 
 
+def memory_order(t: torch.Tensor, first: int = 0) -> list[int]:
+    """``t``'s dims from ``first`` on, outermost in memory first (for channels-last N, C, H, W:
+    N, H, W, C): permuting a dense tensor by them gives a contiguous view."""
+    return sorted(range(first, t.dim()), key=lambda d: (-t.stride(d), d))
+
+
 def sequence_buffer(x_seq: torch.Tensor) -> torch.Tensor:
     """An uninitialised tensor shaped like ``x_seq`` [T, ...] whose steps are contiguous blocks laid out
     like ``x_seq[0]`` (channels-last stays channels-last; a stride-0 time axis gets real storage)."""

@@ -24,7 +24,7 @@ from torch import nn
 from .errors import SimulationMemoryError
 from .nodes import is_neuron, unit_spikes
 from .progress import progress_bar
-from .sequence import constant_sequence
+from .sequence import constant_sequence, memory_order
 
 # Memory for one chunk's activations (all layers, the whole batch) when nothing else is said.
 DEFAULT_CHUNK_BYTES = 1 << 30
@@ -70,7 +70,7 @@ def _sum(t: torch.Tensor, dim: int) -> torch.Tensor:
     contiguous. An expanded axis is multiplied, not summed (exact for counts)."""
     if t.stride(dim) == 0:  # an expanded axis (a silent or constant chunk): every slice is the same
         return t.select(dim, 0) * t.shape[dim]
-    order = sorted(range(t.dim()), key=lambda d: (-t.stride(d), d))
+    order = memory_order(t)
     kept = [d for d in order if d != dim]
     out = t.permute(order).sum(dim=order.index(dim))  # dims: `kept`, in memory order
     return out.permute([kept.index(d) for d in sorted(kept)])

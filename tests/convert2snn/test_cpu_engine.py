@@ -31,9 +31,10 @@ def _sequence(shape, seed, *, channels_last=False, constant=False, dtype=torch.f
     return x
 
 
-def _run(x, *, kernel: bool, monkeypatch, chunks=None, **node_args):
+def _run(x, make_node, *, kernel: bool, monkeypatch, chunks=None):
+    """A fresh ``make_node()`` over ``x`` (in ``chunks``, state carried), with or without the CPU kernels."""
     monkeypatch.setenv("CONVERT2SNN_NO_KERNELS", "0" if kernel else "1")
-    node = IFNeuron(**node_args)
+    node = make_node()
     with torch.no_grad():
         parts = [node(x[a:b]) for a, b in (chunks or [(0, x.shape[0])])]
     return torch.cat(parts), node.v
@@ -52,9 +53,10 @@ def test_cpu_kernel_is_bit_identical_to_the_torch_loop(monkeypatch, shape, chann
     x = _sequence(shape, seed=sum(shape), channels_last=channels_last, constant=constant)
     calls, scan = [], kernels.cpu_if_scan
     monkeypatch.setattr(kernels, "cpu_if_scan", lambda *a, **k: calls.append(scan(*a, **k)) or calls[-1])
-    spikes, v = _run(x, kernel=True, monkeypatch=monkeypatch, v_threshold=0.9, tau=tau)
+    make = lambda: IFNeuron(v_threshold=0.9, tau=tau)  # noqa: E731
+    spikes, v = _run(x, make, kernel=True, monkeypatch=monkeypatch)
     assert calls == [True], "the Numba kernel must have run"
-    ref_spikes, ref_v = _run(x, kernel=False, monkeypatch=monkeypatch, v_threshold=0.9, tau=tau)
+    ref_spikes, ref_v = _run(x, make, kernel=False, monkeypatch=monkeypatch)
     assert torch.equal(spikes, ref_spikes) and torch.equal(v, ref_v), "spikes and membranes must be bit-identical"
     assert spikes.stride() == ref_spikes.stride()
     assert x[0].numel() == 1 or 0 < spikes.mean() < 1  # something to compare: neither silent nor saturated
@@ -63,8 +65,9 @@ def test_cpu_kernel_is_bit_identical_to_the_torch_loop(monkeypatch, shape, chann
 @needs_numba
 def test_cpu_kernel_in_float64_and_across_time_chunks(monkeypatch):
     x = _sequence((13, 2, 3, 5, 5), seed=3, channels_last=True, dtype=torch.float64)
-    whole, v_whole = _run(x, kernel=False, monkeypatch=monkeypatch, v_threshold=1.3)
-    parts, v_parts = _run(x, kernel=True, monkeypatch=monkeypatch, chunks=[(0, 5), (5, 6), (6, 13)], v_threshold=1.3)
+    make = lambda: IFNeuron(v_threshold=1.3)  # noqa: E731
+    whole, v_whole = _run(x, make, kernel=False, monkeypatch=monkeypatch)
+    parts, v_parts = _run(x, make, kernel=True, monkeypatch=monkeypatch, chunks=[(0, 5), (5, 6), (6, 13)])
     assert parts.dtype == torch.float64
     assert torch.equal(parts, whole) and torch.equal(v_parts, v_whole)
 
@@ -97,15 +100,11 @@ def test_cpu_population_kernel_is_bit_identical_to_the_torch_loop(monkeypatch, s
     x = _sequence(shape, seed=n + len(shape), channels_last=channels_last, constant=constant)
     calls, scan = [], kernels.cpu_population_scan
     monkeypatch.setattr(kernels, "cpu_population_scan", lambda *a, **k: calls.append(scan(*a, **k)) or calls[-1])
-    outs = {}
-    for kernel in (True, False):
-        monkeypatch.setenv("CONVERT2SNN_NO_KERNELS", "0" if kernel else "1")
-        node = _population(n, mismatch, shape[2:])
-        with torch.no_grad():
-            parts = [node(x[a:b]) for a, b in ((0, 1), (1, shape[0]))]  # state carried across chunks
-        outs[kernel] = (torch.cat(parts), node.v)
-    assert calls[:2] == [True, True], "the Numba kernel must have run"
-    (out, v), (ref, ref_v) = outs[True], outs[False]
+    make = lambda: _population(n, mismatch, shape[2:])  # noqa: E731
+    chunks = [(0, 1), (1, shape[0])]  # state carried across chunks
+    out, v = _run(x, make, kernel=True, monkeypatch=monkeypatch, chunks=chunks)
+    assert calls == [True, True], "the Numba kernel must have run"
+    ref, ref_v = _run(x, make, kernel=False, monkeypatch=monkeypatch, chunks=chunks)
     assert torch.equal(out, ref) and torch.equal(v, ref_v), "counts and membranes must be bit-identical"
     assert x[0].numel() == 1 or 0 < out.mean() < 1
 
@@ -173,16 +172,36 @@ def test_cpu_chunks_keep_the_largest_layer_output_within_budget():
     assert memory_format_for(torch.zeros(2, 3, 4, 4), "cuda") == torch.contiguous_format
 
 
-def test_allocator_tuning_runs_once_on_glibc_and_can_be_turned_off(monkeypatch):
+def test_allocator_tuning_sets_both_thresholds_once_and_can_be_turned_off(monkeypatch):
+    import ctypes
     import platform
 
     tune = simulate_module.tune_cpu_allocator
+    calls = []
+
+    class FakeLibc:
+        @staticmethod
+        def mallopt(param, value):
+            calls.append((param, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda _name: FakeLibc)
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("glibc", "2.36"))
     tune.cache_clear()
     monkeypatch.setenv("CONVERT2SNN_NO_MALLOC_TUNING", "1")
-    assert tune() is False
+    assert tune() is False and calls == []
     tune.cache_clear()
     monkeypatch.delenv("CONVERT2SNN_NO_MALLOC_TUNING")
-    assert tune() is (platform.libc_ver()[0] == "glibc")
+    assert tune() is True and tune() is True  # once per process
+    assert calls == [(-3, 64 << 20), (-1, 256 << 20)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD (malloc.h)
+    tune.cache_clear()  # the next caller talks to the real libc again
+
+
+def test_a_cpu_simulation_tunes_the_allocator(monkeypatch):
+    called = []
+    monkeypatch.setattr(simulate_module, "tune_cpu_allocator", lambda: called.append(1))
+    simulate(nn.Sequential(IFNeuron()), torch.rand(3, 4), [2], progress=False)
+    assert called == [1]
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "constant"])
