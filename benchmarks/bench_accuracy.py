@@ -29,6 +29,7 @@ What it does (all in one run, one process for the SNN side; TensorFlow only in c
 
 Outputs: ``--json`` (every number), ``--plot`` (accuracy vs T), and a Markdown table on stdout.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 DATASETS = {  # dataset → (Keras model recipe in train_models.py, default data file, plot title)
     "mnist": ("mnist_lenet", ROOT.parent / "shared" / "datasets" / "mnist.npz", "LeNet-style CNN on MNIST"),
-    "cifar10": ("cifar10_vgg", ROOT.parent / "shared" / "datasets" / "cifar10_jpeg.npz",
-                "VGG-style CNN on CIFAR-10 (JPEG-decoded copy)"),
+    "cifar10": (
+        "cifar10_vgg",
+        ROOT.parent / "shared" / "datasets" / "cifar10_jpeg.npz",
+        "VGG-style CNN on CIFAR-10 (JPEG-decoded copy)",
+    ),
 }
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 TTFS_PERIODS = (4, 8, 16, 32)
@@ -82,8 +86,11 @@ def ensure_model(model: str, data: Path, seed: int, retrain: bool) -> tuple[Path
     if retrain or not path.exists():
         log(f"training {model} in a child process → {path}")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        subprocess.run([sys.executable, str(script), model, "--data", str(data), "--out", str(path), "--seed", str(seed)],
-                       check=True, env=env)
+        subprocess.run(
+            [sys.executable, str(script), model, "--data", str(data), "--out", str(path), "--seed", str(seed)],
+            check=True,
+            env=env,
+        )
     else:
         log(f"using cached model {path}")
     return path, json.loads(Path(str(path) + ".json").read_text())
@@ -110,26 +117,44 @@ DEFAULT_CFG = {"percentile": 99.9, "per_channel": True, "v_init": 0.5}
 
 
 def grid() -> list[dict]:
-    return [{"percentile": p, "per_channel": c, "v_init": v}
-            for v in (0.5, 0.0) for c in (False, True) for p in (99.9, 99.99, 100.0)]
+    return [
+        {"percentile": p, "per_channel": c, "v_init": v}
+        for v in (0.5, 0.0)
+        for c in (False, True)
+        for p in (99.9, 99.99, 100.0)
+    ]
 
 
 def run_ours(source, cfg: dict, x_cal, x, y, timesteps, batch: int, progress: bool) -> dict:
     import convert2snn
 
     with Clock() as conv:
-        snn = convert2snn.convert(str(source), conversion_type="rate", calibration_data=x_cal, batch_size=batch,
-                                  progress=progress, **cfg)
+        snn = convert2snn.convert(
+            str(source), conversion_type="rate", calibration_data=x_cal, batch_size=batch, progress=progress, **cfg
+        )
     with Clock() as sim:
         res = snn.evaluate(x, y, timesteps=timesteps, batch_size=batch, correlation=False)
-    log(f"  ours {config_name(cfg)}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(timesteps)} "
-        f"{sim.wall:.0f} s (CPU {sim.cpu:.0f} s); acc@T " +
-        " ".join(f"{t}:{100 * a:.2f}" for t, a in zip(res.timesteps, res.accuracy)))
-    return {"config": cfg, "name": config_name(cfg), "samples": len(x), "timesteps": res.timesteps,
-            "accuracy": res.accuracy, "ann_accuracy": res.ann_accuracy, "spikes_per_neuron": res.spikes_per_neuron,
-            "layer_spikes_per_neuron": res.layer_spikes_per_neuron, "neurons": res.neurons,
-            "convert_wall_s": conv.wall, "convert_cpu_s": conv.cpu, "simulate_wall_s": sim.wall,
-            "simulate_cpu_s": sim.cpu, "scales": snn.report.scales}, snn
+    log(
+        f"  ours {config_name(cfg)}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(timesteps)} "
+        f"{sim.wall:.0f} s (CPU {sim.cpu:.0f} s); acc@T "
+        + " ".join(f"{t}:{100 * a:.2f}" for t, a in zip(res.timesteps, res.accuracy))
+    )
+    return {
+        "config": cfg,
+        "name": config_name(cfg),
+        "samples": len(x),
+        "timesteps": res.timesteps,
+        "accuracy": res.accuracy,
+        "ann_accuracy": res.ann_accuracy,
+        "spikes_per_neuron": res.spikes_per_neuron,
+        "layer_spikes_per_neuron": res.layer_spikes_per_neuron,
+        "neurons": res.neurons,
+        "convert_wall_s": conv.wall,
+        "convert_cpu_s": conv.cpu,
+        "simulate_wall_s": sim.wall,
+        "simulate_cpu_s": sim.cpu,
+        "scales": snn.report.scales,
+    }, snn
 
 
 def code_configs(timesteps) -> list[tuple[str, str, dict, list[int] | None]]:
@@ -144,20 +169,37 @@ def run_code(source, name: str, kind: str, options: dict, x_cal, x, y, timesteps
     import convert2snn
 
     with Clock() as conv:
-        snn = convert2snn.convert(str(source), conversion_type=kind, calibration_data=x_cal, batch_size=batch,
-                                  progress=progress, **options)
+        snn = convert2snn.convert(
+            str(source), conversion_type=kind, calibration_data=x_cal, batch_size=batch, progress=progress, **options
+        )
     ts = timesteps or [snn.latency]
     if max(ts) > max(DEFAULT_T):
         log(f"  {name}: latency {max(ts)} beyond max T, skipped")
         return None
     with Clock() as sim:
         res = snn.evaluate(x, y, timesteps=ts, batch_size=batch, correlation=False)
-    log(f"  {name}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(ts)} {sim.wall:.0f} s; "
-        + " ".join(f"T={t}: {100 * a:.2f} % ({s:.3g} spikes/neuron)" for t, a, s in zip(res.timesteps, res.accuracy, res.spikes_per_neuron)))
-    return {"name": name, "conversion_type": kind, "options": options, "samples": len(x), "timesteps": res.timesteps,
-            "accuracy": res.accuracy, "spikes_per_neuron": res.spikes_per_neuron, "sops": res.sops,
-            "energy_ratio": [e / res.ann_energy_pj for e in res.snn_energy_pj], "latency": snn.latency,
-            "convert_wall_s": conv.wall, "simulate_wall_s": sim.wall, "simulate_cpu_s": sim.cpu}
+    log(
+        f"  {name}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(ts)} {sim.wall:.0f} s; "
+        + " ".join(
+            f"T={t}: {100 * a:.2f} % ({s:.3g} spikes/neuron)"
+            for t, a, s in zip(res.timesteps, res.accuracy, res.spikes_per_neuron)
+        )
+    )
+    return {
+        "name": name,
+        "conversion_type": kind,
+        "options": options,
+        "samples": len(x),
+        "timesteps": res.timesteps,
+        "accuracy": res.accuracy,
+        "spikes_per_neuron": res.spikes_per_neuron,
+        "sops": res.sops,
+        "energy_ratio": [e / res.ann_energy_pj for e in res.snn_energy_pj],
+        "latency": snn.latency,
+        "convert_wall_s": conv.wall,
+        "simulate_wall_s": sim.wall,
+        "simulate_cpu_s": sim.cpu,
+    }
 
 
 # -- 3. SpikingJelly ------------------------------------------------------------------------------------
@@ -191,8 +233,9 @@ def as_sequential(ann):
 SJ_METHODS = {
     "SJ max": dict(recipe="rate", mode="max"),
     "SJ 99.9%": dict(recipe="rate", mode="99.9%"),
-    "SJ 99.9% channel-wise, half-threshold, pool-before-IF": dict(recipe="rate", mode="99.9%", channel_wise=True,
-                                                                  half_threshold=True, pre_spike_maxpool=True),
+    "SJ 99.9% channel-wise, half-threshold, pool-before-IF": dict(
+        recipe="rate", mode="99.9%", channel_wise=True, half_threshold=True, pre_spike_maxpool=True
+    ),
     "SJ local threshold balancing": dict(recipe="ltb"),
 }
 
@@ -224,13 +267,17 @@ def sj_evaluate(net, x, y, timesteps, batch: int) -> tuple[list[float], list[flo
     hooks = []
     for m in net.modules():
         if isinstance(m, BaseNode):
-            hooks.append(m.register_forward_hook(lambda _m, _i, out: state.__setitem__("spikes", state["spikes"] + float(out.sum()))))
+            hooks.append(
+                m.register_forward_hook(
+                    lambda _m, _i, out: state.__setitem__("spikes", state["spikes"] + float(out.sum()))
+                )
+            )
     net.eval()
     try:
         with torch.no_grad():
             for s in range(0, len(x), batch):
-                img = torch.as_tensor(x[s:s + batch])
-                lab = torch.as_tensor(y[s:s + batch])
+                img = torch.as_tensor(x[s : s + batch])
+                lab = torch.as_tensor(y[s : s + batch])
                 functional.reset_net(net)
                 out = None
                 for t in range(steps):
@@ -246,8 +293,11 @@ def sj_evaluate(net, x, y, timesteps, batch: int) -> tuple[list[float], list[flo
     # neurons per image: one forward with counting of output sizes
     with torch.no_grad():
         sizes = []
-        hs = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel()))
-              for m in net.modules() if isinstance(m, BaseNode)]
+        hs = [
+            m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel()))
+            for m in net.modules()
+            if isinstance(m, BaseNode)
+        ]
         functional.reset_net(net)
         net(torch.as_tensor(x[:1]))
         functional.reset_net(net)
@@ -265,11 +315,22 @@ def run_sj(name, seq, method, calib_batches, x, y, timesteps, batch) -> dict:
         net = sj_convert(seq, method, calib_batches)
     with Clock() as sim:
         acc, spn = sj_evaluate(net, x, y, timesteps, batch)
-    log(f"  {name}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(timesteps)} {sim.wall:.0f} s "
-        f"(CPU {sim.cpu:.0f} s); acc@T " + " ".join(f"{t}:{100 * a:.2f}" for t, a in zip(sorted(timesteps), acc)))
-    return {"name": name, "method": method, "samples": len(x), "timesteps": sorted(timesteps), "accuracy": acc,
-            "spikes_per_neuron": spn, "convert_wall_s": conv.wall, "convert_cpu_s": conv.cpu,
-            "simulate_wall_s": sim.wall, "simulate_cpu_s": sim.cpu}, net
+    log(
+        f"  {name}: convert {conv.wall:.1f} s, simulate {len(x)} images to T={max(timesteps)} {sim.wall:.0f} s "
+        f"(CPU {sim.cpu:.0f} s); acc@T " + " ".join(f"{t}:{100 * a:.2f}" for t, a in zip(sorted(timesteps), acc))
+    )
+    return {
+        "name": name,
+        "method": method,
+        "samples": len(x),
+        "timesteps": sorted(timesteps),
+        "accuracy": acc,
+        "spikes_per_neuron": spn,
+        "convert_wall_s": conv.wall,
+        "convert_cpu_s": conv.cpu,
+        "simulate_wall_s": sim.wall,
+        "simulate_cpu_s": sim.cpu,
+    }, net
 
 
 # -- 4. throughput ----------------------------------------------------------------------------------------
@@ -280,8 +341,13 @@ def throughput(fn, n: int, repeat: int = 2) -> dict:
         with Clock() as c:
             fn()
         best = c if best is None or c.wall < best.wall else best
-    return {"images": n, "wall_s": best.wall, "cpu_s": best.cpu, "images_per_s": n / best.wall,
-            "images_per_cpu_s": n / max(best.cpu, 1e-9)}
+    return {
+        "images": n,
+        "wall_s": best.wall,
+        "cpu_s": best.cpu,
+        "images_per_s": n / best.wall,
+        "images_per_cpu_s": n / max(best.cpu, 1e-9),
+    }
 
 
 # -- output -------------------------------------------------------------------------------------------------
@@ -297,13 +363,27 @@ def plot(results: dict, path: Path) -> None:
         for r in results[kind]:
             if r["samples"] != results["test_samples"]:
                 continue
-            ax.plot(r["timesteps"], [100 * a for a in r["accuracy"]], styles[kind], marker="o", ms=3,
-                    label=("convert2snn " if kind == "ours" else "") + r["name"])
+            ax.plot(
+                r["timesteps"],
+                [100 * a for a in r["accuracy"]],
+                styles[kind],
+                marker="o",
+                ms=3,
+                label=("convert2snn " if kind == "ours" else "") + r["name"],
+            )
     for r in results.get("codes", []):
         style = "o" if r["latency"] else "-."
-        ax.plot(r["timesteps"], [100 * a for a in r["accuracy"]], style, marker="s" if r["latency"] else "^", ms=5,
-                label="convert2snn " + r["name"] + (" (at its latency)" if r["latency"] else ""))
-    ax.axhline(100 * results["ann_accuracy"], color="k", lw=1, ls=":", label=f"ANN {100 * results['ann_accuracy']:.2f} %")
+        ax.plot(
+            r["timesteps"],
+            [100 * a for a in r["accuracy"]],
+            style,
+            marker="s" if r["latency"] else "^",
+            ms=5,
+            label="convert2snn " + r["name"] + (" (at its latency)" if r["latency"] else ""),
+        )
+    ax.axhline(
+        100 * results["ann_accuracy"], color="k", lw=1, ls=":", label=f"ANN {100 * results['ann_accuracy']:.2f} %"
+    )
     ts = results["timesteps"]
     ax.set_xscale("log", base=2)
     ax.set_xticks(ts)
@@ -311,7 +391,9 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xlabel("timesteps T")
     ax.set_ylabel(f"{results.get('dataset', 'mnist').upper()} test accuracy (%)")
     ax.set_ylim(max(0, min(90, ax.get_ylim()[0])), 100)
-    ax.set_title(f"{results.get('title', 'LeNet-style CNN on MNIST')} ({results['test_samples']} test images)", fontsize=9)
+    ax.set_title(
+        f"{results.get('title', 'LeNet-style CNN on MNIST')} ({results['test_samples']} test images)", fontsize=9
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -324,8 +406,15 @@ def markdown(results: dict) -> str:
     ann = 100 * results["ann_accuracy"]
     head = "| method | n | " + " | ".join(f"T={t}" for t in ts) + " |"
     sep = "|---|---:|" + "---:|" * len(ts)
-    lines = [f"ANN (clean torch graph): **{ann:.2f} %** on {results['test_samples']} test images "
-             f"(Keras: {100 * results['keras_test_accuracy']:.2f} %)", "", "Accuracy (%):", "", head, sep]
+    lines = [
+        f"ANN (clean torch graph): **{ann:.2f} %** on {results['test_samples']} test images "
+        f"(Keras: {100 * results['keras_test_accuracy']:.2f} %)",
+        "",
+        "Accuracy (%):",
+        "",
+        head,
+        sep,
+    ]
     rows = [("ours " + r["name"] + (" (default)" if r["config"] == DEFAULT_CFG else ""), r) for r in results["ours"]]
     rows += [(r["name"], r) for r in results["sj"]]
     full = [x for x in rows if x[1]["samples"] == results["test_samples"]]
@@ -336,17 +425,25 @@ def markdown(results: dict) -> str:
     for name, r in full:
         lines.append(f"| {name} | {r['samples']} | " + " | ".join(f"{s:.3g}" for s in r["spikes_per_neuron"]) + " |")
     if results.get("codes"):
-        lines += ["", "Other codes (defaults; accuracy % / spikes per neuron per image; ttfs at its latency):", "",
-                  "| code | n | T | accuracy % | ANN − SNN pp | spikes/neuron | E_SNN/E_ANN (45 nm fp32) |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "Other codes (defaults; accuracy % / spikes per neuron per image; ttfs at its latency):",
+            "",
+            "| code | n | T | accuracy % | ANN − SNN pp | spikes/neuron | E_SNN/E_ANN (45 nm fp32) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in results["codes"]:
             for t, a, sp, e in zip(r["timesteps"], r["accuracy"], r["spikes_per_neuron"], r["energy_ratio"]):
-                lines.append(f"| {r['name']} | {r['samples']} | {t} | {100 * a:.2f} | {ann - 100 * a:.2f} | {sp:.3g} | {e:.3f} |")
+                lines.append(
+                    f"| {r['name']} | {r['samples']} | {t} | {100 * a:.2f} | {ann - 100 * a:.2f} | {sp:.3g} | {e:.3f} |"
+                )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
     p.add_argument("--data", type=Path, default=None, help="the dataset's .npz (default ../shared/datasets/...)")
     p.add_argument("--seed", type=int, default=0)
@@ -375,29 +472,49 @@ def main(argv: list[str] | None = None) -> int:
     onnx_path = model_path.with_suffix(".onnx")
 
     # No TensorFlow in this process from here on (the export runs in a child process).
+    import spikingjelly
     import torch
 
     import bridges
     import convert2snn
-    import spikingjelly
 
     x_tr, y_tr, x_te, y_te = load_data(args.dataset, args.data)
-    x_cal = x_tr[:args.calibration]
-    x, y = x_te[:args.samples], y_te[:args.samples]
-    xa, ya = x_te[:args.ablation_samples], y_te[:args.ablation_samples]
-    results = {"command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]), "seed": args.seed,
-               "dataset": args.dataset, "data": args.data.name, "model": model_name, "title": title,
-               "test_samples": len(x), "ablation_samples": len(xa), "calibration_samples": len(x_cal),
-               "timesteps": timesteps, "batch": args.batch, "train": train_info,
-               "keras_test_accuracy": train_info["keras_test_accuracy"],
-               "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                           "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                           "load_avg_start": os.getloadavg()},
-               "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                            "spikingjelly": getattr(spikingjelly, "__version__", "2.0.0"),
-                            "convert2snn": convert2snn.__version__, "numpy": np.__version__,
-                            **train_info.get("versions", {})},
-               "ours": [], "sj": [], "codes": []}
+    x_cal = x_tr[: args.calibration]
+    x, y = x_te[: args.samples], y_te[: args.samples]
+    xa, ya = x_te[: args.ablation_samples], y_te[: args.ablation_samples]
+    results = {
+        "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:]),
+        "seed": args.seed,
+        "dataset": args.dataset,
+        "data": args.data.name,
+        "model": model_name,
+        "title": title,
+        "test_samples": len(x),
+        "ablation_samples": len(xa),
+        "calibration_samples": len(x_cal),
+        "timesteps": timesteps,
+        "batch": args.batch,
+        "train": train_info,
+        "keras_test_accuracy": train_info["keras_test_accuracy"],
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_start": os.getloadavg(),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "spikingjelly": getattr(spikingjelly, "__version__", "2.0.0"),
+            "convert2snn": convert2snn.__version__,
+            "numpy": np.__version__,
+            **train_info.get("versions", {}),
+        },
+        "ours": [],
+        "sj": [],
+        "codes": [],
+    }
 
     # -- ours, default config, from the .keras file (the full pipeline incl. the TensorFlow export child)
     log(f"convert2snn default {config_name(DEFAULT_CFG)} from {model_path.name} (includes the Keras→ONNX export)")
@@ -419,7 +536,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"best config (mean accuracy over T ≤ 16 on the subset): {best['name']}")
         if best["config"] != DEFAULT_CFG and len(xa) != len(x):
             log("best config on the full test set")
-            results["ours"].append(run_ours(onnx_path, best["config"], x_cal, x, y, timesteps, args.batch, args.progress)[0])
+            results["ours"].append(
+                run_ours(onnx_path, best["config"], x_cal, x, y, timesteps, args.batch, args.progress)[0]
+            )
 
     # -- the other codes with their defaults
     if not args.skip_codes:
@@ -434,12 +553,15 @@ def main(argv: list[str] | None = None) -> int:
     to_nchw = snn.ann.bridge_info.to_model_layout
     x_nchw = to_nchw(torch.as_tensor(x)).contiguous().numpy()
     cal_nchw = to_nchw(torch.as_tensor(x_cal)).contiguous()
-    calib_batches = [cal_nchw[i:i + 100] for i in range(0, len(cal_nchw), 100)]  # its tutorial: batches of 100
+    calib_batches = [cal_nchw[i : i + 100] for i in range(0, len(cal_nchw), 100)]  # its tutorial: batches of 100
     with torch.no_grad():
         seq_acc = float((seq(torch.as_tensor(x_nchw)).argmax(1).numpy() == y).mean())
     results["sequential_ann_accuracy"] = seq_acc
-    log(f"SpikingJelly {getattr(spikingjelly, '__version__', '')}: ANN as nn.Sequential {list(dict(seq.named_children()))}, "
-        f"accuracy {100 * seq_acc:.2f} %")
+    log(
+        f"SpikingJelly {getattr(spikingjelly, '__version__', '')}: ANN as nn.Sequential "
+        f"{list(dict(seq.named_children()))}, "
+        f"accuracy {100 * seq_acc:.2f} %"
+    )
     sj_nets = {}
     if not args.skip_sj:
         for name in args.sj_methods:
@@ -450,10 +572,12 @@ def main(argv: list[str] | None = None) -> int:
     # -- throughput at T = 32 (same images, same batch size)
     n_tp = min(2000, len(x))
     log(f"throughput at T=32 on {n_tp} images, batch {args.batch}")
-    tp = {"ann": throughput(lambda: snn.ann_predict(x[:n_tp], batch_size=args.batch), n_tp, 3),
-          "ours": throughput(lambda: snn.predict(x[:n_tp], timesteps=32, batch_size=args.batch), n_tp)}
+    tp = {
+        "ann": throughput(lambda: snn.ann_predict(x[:n_tp], batch_size=args.batch), n_tp, 3),
+        "ours": throughput(lambda: snn.predict(x[:n_tp], timesteps=32, batch_size=args.batch), n_tp),
+    }
     for name, net in sj_nets.items():
-        tp[name] = throughput(lambda: sj_evaluate(net, x_nchw[:n_tp], y[:n_tp], [32], args.batch), n_tp)
+        tp[name] = throughput(lambda net=net: sj_evaluate(net, x_nchw[:n_tp], y[:n_tp], [32], args.batch), n_tp)
     for k, v in tp.items():
         extra = "" if k == "ann" else f", t_SNN/(32·t_ANN) = {tp['ann']['images_per_s'] / (32 * v['images_per_s']):.2f}"
         log(f"  {k}: {v['images_per_s']:.0f} images/s (CPU-time based {v['images_per_cpu_s']:.0f}){extra}")

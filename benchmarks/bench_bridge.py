@@ -4,7 +4,7 @@
 Measures, in one run:
 
 (a) tf2onnx alone with its default settings (all optimisers): ``tf2onnx.convert.from_keras``
-    called as `bridges._keras_child` calls it, timed inside a child process, TensorFlow
+    called as `bridges.keras_child` calls it, timed inside a child process, TensorFlow
     import and model loading excluded;
 (b) our whole `bridges.to_torch("vgg16.keras")`, wall clock, in a fresh process, with the
     breakdown: export child (TF import, .keras load, tf2onnx with our optimiser subset, ONNX
@@ -29,6 +29,7 @@ its Keras reference outputs are built once and cached in ``--cache-dir`` (defaul
 ``--repeat`` fresh processes is reported, with the median and CPU seconds next to it, and the
 load average before and after the run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Child scripts (run with `python -c`, PYTHONPATH = repository root).
 # --------------------------------------------------------------------------------------------
 
-BUILD = textwrap.dedent('''
+BUILD = textwrap.dedent("""
     import os, sys, json
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import numpy as np
@@ -85,18 +86,18 @@ BUILD = textwrap.dedent('''
     logits = keras.Model(inp, model.get_layer("logits").output).predict(xs, verbose=0)
     np.savez(out_ref, x=xs, probs=probs, logits=logits)
     print(json.dumps({"params": int(model.count_params()), "layers": len(model.layers)}))
-''')
+""")
 
 # (a) and the optimiser ablation: tf2onnx.from_keras with the export child's arguments.
-TF2ONNX = textwrap.dedent('''
+TF2ONNX = textwrap.dedent("""
     import json, os, sys, time
-    from bridges import _keras_child as kc
+    from bridges import keras_child as kc
     model_path, optimizers, out_path, import_mode = sys.argv[1:5]
-    kc._silence_tensorflow()
+    kc.silence_tensorflow()
     if import_mode == "onednn":
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"
-    if import_mode != "keep_optional" and hasattr(kc, "_skip_optional_imports"):
-        kc._skip_optional_imports()
+    if import_mode != "keep_optional" and hasattr(kc, "skip_optional_imports"):
+        kc.skip_optional_imports()
     w0, c0 = time.perf_counter(), time.process_time()
     import tensorflow as tf
     import tf2onnx
@@ -152,10 +153,10 @@ TF2ONNX = textwrap.dedent('''
                                       "inputs_as_nchw": ["input"], "input_shapes": [[32, 32, 3]]})
             onnx.save(proto, out_path)
     print("RESULT " + json.dumps(result))
-''')
+""")
 
 # (b) + (c): a fresh process that imports what a user imports and runs bridges.to_torch.
-RUNNER = textwrap.dedent('''
+RUNNER = textwrap.dedent("""
     import json, sys, time, resource
     w0 = time.perf_counter()
     import torch
@@ -213,7 +214,7 @@ RUNNER = textwrap.dedent('''
                      "onnx2torch": getattr(onnx2torch, "__version__", "?"), "numpy": np.__version__,
                      "python": sys.version.split()[0]},
         "results": results}))
-''')
+""")
 
 ABLATION_SETS = [
     # (label, tf2onnx optimiser spec)
@@ -235,11 +236,11 @@ def _fast_optimizers() -> tuple[str, ...]:
     this process free of anything but the standard library)."""
     import ast
 
-    tree = ast.parse((ROOT / "bridges" / "_keras_child.py").read_text())
+    tree = ast.parse((ROOT / "bridges" / "keras_child.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "FAST_OPTIMIZERS" for t in node.targets):
             return tuple(ast.literal_eval(node.value))
-    raise RuntimeError("FAST_OPTIMIZERS not found in bridges/_keras_child.py")
+    raise RuntimeError("FAST_OPTIMIZERS not found in bridges/keras_child.py")
 
 
 def _resolve(spec: str) -> str:
@@ -256,13 +257,14 @@ def _run(script: str, *args: str, timeout: float = 900) -> dict:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=str(ROOT)
+    )
     wall = time.perf_counter() - t0
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"child failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = json.loads(lines[-1][len("RESULT ") :])
     out["process_wall"] = wall
     return out
 
@@ -273,8 +275,9 @@ def _build(cache: Path) -> tuple[Path, Path]:
         print(f"building the Keras VGG-16 in a child process → {model}", flush=True)
         cache.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        proc = subprocess.run([sys.executable, "-c", BUILD, str(model), str(ref)], env=env,
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-c", BUILD, str(model), str(ref)], env=env, capture_output=True, text=True, timeout=900
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"model build failed:\n{proc.stderr[-3000:]}")
     return model, ref
@@ -299,7 +302,9 @@ def _cpu_info() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per measurement (best is reported)")
-    parser.add_argument("--ablation", action="store_true", help="also measure the optimiser choices and TF import settings")
+    parser.add_argument(
+        "--ablation", action="store_true", help="also measure the optimiser choices and TF import settings"
+    )
     parser.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/convert2snn/bench"))
     parser.add_argument("--json", help="write the raw measurements to this file")
     args = parser.parse_args(argv)
@@ -308,8 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     model, ref = _build(cache)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    raw: dict = {"machine": {"cpus": os.cpu_count(), "cpu": _cpu_info(), "platform": platform.platform()},
-                 "fast_optimizers": list(_fast_optimizers()), "tf2onnx_default": [], "ours": []}
+    raw: dict = {
+        "machine": {"cpus": os.cpu_count(), "cpu": _cpu_info(), "platform": platform.platform()},
+        "fast_optimizers": list(_fast_optimizers()),
+        "tf2onnx_default": [],
+        "ours": [],
+    }
 
     # (a) and (b), interleaved so that a change in machine load hits both alike.
     for i in range(args.repeat):
@@ -333,9 +342,11 @@ def main(argv: list[str] | None = None) -> int:
         for res, b in zip(raw["ablation"], bridged["results"]):
             res["bridge"] = b
         raw["import_ablation"] = {}
-        for mode, label in (("default", "ours: ONEDNN_OPTS=0, no sklearn/matplotlib"),
-                            ("keep_optional", "ONEDNN_OPTS=0, Keras imports sklearn/matplotlib"),
-                            ("onednn", "ONEDNN_OPTS=1, no sklearn/matplotlib")):
+        for mode, label in (
+            ("default", "ours: ONEDNN_OPTS=0, no sklearn/matplotlib"),
+            ("keep_optional", "ONEDNN_OPTS=0, Keras imports sklearn/matplotlib"),
+            ("onednn", "ONEDNN_OPTS=1, no sklearn/matplotlib"),
+        ):
             runs = []
             for i in range(args.repeat):
                 print(f"ablation: TF import, {label} [{i + 1}/{args.repeat}] …", flush=True)
@@ -355,27 +366,44 @@ def report(raw: dict, args: argparse.Namespace) -> str:
     a, b = raw["tf2onnx_default"], raw["ours"]
     r = [x["results"][0] for x in b]
     st = [x["timings"]["export_stages"] for x in r]
-    col = lambda xs, key: [x[key] for x in xs]
+
+    def col(xs, key):
+        return [x[key] for x in xs]
+
     n = len(a)
     versions = dict(a[0]["versions"], **b[0]["versions"])
     lines = []
-    lines.append(f"Machine: {raw['machine']['cpus']} CPU cores ({raw['machine']['cpu']}), no GPU; "
-                 f"load average before/after: {raw['load_average']['before'][0]:.1f} / {raw['load_average']['after'][0]:.1f}")
+    lines.append(
+        f"Machine: {raw['machine']['cpus']} CPU cores ({raw['machine']['cpu']}), no GPU; "
+        f"load average before/after: {raw['load_average']['before'][0]:.1f} / {raw['load_average']['after'][0]:.1f}"
+    )
     lines.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     lines.append(f"Our tf2onnx optimisers (FAST_OPTIMIZERS): {', '.join(raw['fast_optimizers'])}")
     lines.append(f"Seconds, best of {n} fresh processes" + (" (median in brackets)" if n > 1 else "") + ".")
     lines.append("")
     lines.append("| stage | wall s | CPU s |")
     lines.append("|---|---:|---:|")
-    lines.append(f"| **(a) tf2onnx `from_keras`, default settings (all optimisers)** | **{_best(col(a, 'export'))}** | {_best(col(a, 'cpu_export'))} |")
-    lines.append(f"|   of which tf2onnx's optimisers ({a[0]['calls']} optimiser runs) | {_best(col(a, 'opt_wall'))} | {_best(col(a, 'opt_cpu'))} |")
+    lines.append(
+        "| **(a) tf2onnx `from_keras`, default settings (all optimisers)** | "
+        f"**{_best(col(a, 'export'))}** | {_best(col(a, 'cpu_export'))} |"
+    )
+    lines.append(
+        f"|   of which tf2onnx's optimisers ({a[0]['calls']} optimiser runs) | {_best(col(a, 'opt_wall'))} | "
+        f"{_best(col(a, 'opt_cpu'))} |"
+    )
     lines.append(f"|   (not counted: TF import {_best(col(a, 'import'))}, .keras load {_best(col(a, 'load'))}) | | |")
-    lines.append(f"| **(b) ours: `bridges.to_torch(\"vgg16.keras\")`, total** | **{_best(col(r, 'to_torch'))}** | "
-                 f"{_best([x['cpu_parent'] + x['cpu_children'] for x in r])} |")
+    lines.append(
+        f'| **(b) ours: `bridges.to_torch("vgg16.keras")`, total** | **{_best(col(r, "to_torch"))}** | '
+        f"{_best([x['cpu_parent'] + x['cpu_children'] for x in r])} |"
+    )
     lines.append(f"|   export child, whole process | {_best(col(st, 'process'))} | {_best(col(r, 'cpu_children'))} |")
-    lines.append(f"|     TensorFlow + tf2onnx import | {_best(col(st, 'import_tf'))} | {_best(col(st, 'cpu_import_tf'))} |")
+    lines.append(
+        f"|     TensorFlow + tf2onnx import | {_best(col(st, 'import_tf'))} | {_best(col(st, 'cpu_import_tf'))} |"
+    )
     lines.append(f"|     load .keras (+ layer table) | {_best(col(st, 'load'))} | {_best(col(st, 'cpu_load'))} |")
-    lines.append(f"|     tf2onnx `from_keras`, our optimisers | {_best(col(st, 'export'))} | {_best(col(st, 'cpu_export'))} |")
+    lines.append(
+        f"|     tf2onnx `from_keras`, our optimisers | {_best(col(st, 'export'))} | {_best(col(st, 'cpu_export'))} |"
+    )
     lines.append(f"|     ONNX save | {_best(col(st, 'save'))} | {_best(col(st, 'cpu_save'))} |")
     other = [s["process"] - s["import_tf"] - s["load"] - s["export"] - s["save"] for s in st]
     lines.append(f"|     interpreter start-up and exit | {_best(other)} | |")
@@ -387,34 +415,43 @@ def report(raw: dict, args: argparse.Namespace) -> str:
     lines.append(f"| before `to_torch`, a fresh process imports: torch | {_best(col(b, 'import_torch'))} | |")
     lines.append(f"|   onnx2torch (+ torchvision) | {_best(col(b, 'import_onnx2torch'))} | |")
     lines.append(f"|   bridges (the rest) | {_best(col(b, 'import_bridges'))} | |")
-    ratio_best = min(col(a, 'export')) / min(col(r, 'to_torch'))
-    ratio_med = statistics.median(col(a, 'export')) / statistics.median(col(r, 'to_torch'))
+    ratio_best = min(col(a, "export")) / min(col(r, "to_torch"))
+    ratio_med = statistics.median(col(a, "export")) / statistics.median(col(r, "to_torch"))
     lines.append("")
-    lines.append(f"Ratio (a) / (b): {ratio_best:.2f} on the best times, {ratio_med:.2f} on the medians "
-                 "(> 1: the whole Keras → clean torch bridge, TensorFlow import included, is faster than "
-                 "tf2onnx's default conversion step alone).")
+    lines.append(
+        f"Ratio (a) / (b): {ratio_best:.2f} on the best times, {ratio_med:.2f} on the medians "
+        "(> 1: the whole Keras → clean torch bridge, TensorFlow import included, is faster than "
+        "tf2onnx's default conversion step alone)."
+    )
     lines.append("")
     first = r[0]
-    lines.append(f"(c) Equivalence, 16 random inputs: Keras vs clean torch, max |diff| / max |Keras output|: "
-                 f"logits {max(col(r, 'diff_logits')):.1e} (logit scale {first['logit_scale']:.3g}), "
-                 f"softmax outputs {max(col(r, 'diff_probs')):.1e}. Clean graph: "
-                 f"{first['onnx2torch_modules']} onnx2torch modules, {first['permutes']} Permute, "
-                 f"softmax kept as OutputSoftmax: {first['softmax_kept']}; modules: "
-                 + ", ".join(f"{k.rsplit('.', 1)[1]} ×{v}" for k, v in first["census"].items() if not k.endswith("GraphModule")))
+    lines.append(
+        f"(c) Equivalence, 16 random inputs: Keras vs clean torch, max |diff| / max |Keras output|: "
+        f"logits {max(col(r, 'diff_logits')):.1e} (logit scale {first['logit_scale']:.3g}), "
+        f"softmax outputs {max(col(r, 'diff_probs')):.1e}. Clean graph: "
+        f"{first['onnx2torch_modules']} onnx2torch modules, {first['permutes']} Permute, "
+        f"softmax kept as OutputSoftmax: {first['softmax_kept']}; modules: "
+        + ", ".join(f"{k.rsplit('.', 1)[1]} ×{v}" for k, v in first["census"].items() if not k.endswith("GraphModule"))
+    )
     if "ablation" in raw:
         lines.append("")
         lines.append("Optimiser choices (one fresh child each; our bridge applied to each ONNX in one process):")
         lines.append("")
-        lines.append("| tf2onnx optimisers | runs | optimisers CPU s | `from_keras` wall s (CPU s) | ONNX nodes | Transpose | "
-                     "clean: onnx2torch / Permute / modules | onnx2torch + canonicalise s | logits diff |")
+        lines.append(
+            "| tf2onnx optimisers | runs | optimisers CPU s | `from_keras` wall s (CPU s) | ONNX nodes | Transpose | "
+            "clean: onnx2torch / Permute / modules | onnx2torch + canonicalise s | logits diff |"
+        )
         lines.append("|---|---:|---:|---:|---:|---:|---|---:|---:|")
         for res in raw["ablation"]:
             br = res["bridge"]
             nmods = sum(v for k, v in br["census"].items() if not k.endswith("GraphModule"))
-            lines.append(f"| {res['label']} | {res['calls']} | {res['opt_cpu']:.2f} | {res['export']:.2f} ({res['cpu_export']:.2f}) | "
-                         f"{sum(res['ops'].values())} | {res['ops'].get('Transpose', 0)} | "
-                         f"{br['onnx2torch_modules']} / {br['permutes']} / {nmods} | "
-                         f"{br['timings']['import_onnx'] + br['timings']['canonicalize']:.2f} | {br['diff_logits']:.1e} |")
+            lines.append(
+                f"| {res['label']} | {res['calls']} | {res['opt_cpu']:.2f} | "
+                f"{res['export']:.2f} ({res['cpu_export']:.2f}) | "
+                f"{sum(res['ops'].values())} | {res['ops'].get('Transpose', 0)} | "
+                f"{br['onnx2torch_modules']} / {br['permutes']} / {nmods} | "
+                f"{br['timings']['import_onnx'] + br['timings']['canonicalize']:.2f} | {br['diff_logits']:.1e} |"
+            )
         lines.append("")
         lines.append("Export child's TensorFlow + tf2onnx + keras import (fresh process each):")
         lines.append("")

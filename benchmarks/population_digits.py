@@ -9,6 +9,7 @@
 2. Keras MLP (sigmoid + tanh) and Keras LSTM (rows as time steps), trained in a child process by
    examples/population_example.py: accuracy vs n ∈ {1, 4, 16, 64} for both mismatch models.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,16 +77,28 @@ def run_cnn(x_tr, y_tr, x_te, y_te) -> dict:
     t0 = time.perf_counter()
     net = train_cnn(x_tr4, y_tr)
     out = {"train_s": time.perf_counter() - t0, "runs": []}
-    configs = [("rate", {}), ("population", {"n": 1}), ("population", {"n": 4}), ("population", {"n": 16}),
-               ("population", {"n": 16, "mismatch": "threshold"})]
+    configs = [
+        ("rate", {}),
+        ("population", {"n": 1}),
+        ("population", {"n": 4}),
+        ("population", {"n": 16}),
+        ("population", {"n": 16, "mismatch": "threshold"}),
+    ]
     for kind, opts in configs:
         snn = convert2snn.convert(net, kind, calibration_data=x_tr4, progress=False, **opts)
         t0 = time.perf_counter()
         r = snn.evaluate(x_te4, y_te, timesteps=GRID)
         wall = time.perf_counter() - t0
         neurons = sum(snn.neuron_counts().values())
-        run = {"type": kind, **opts, "neurons": neurons, "ann": r.ann_accuracy, "accuracy": r.accuracy,
-               "spikes_per_neuron": r.spikes_per_neuron, "sim_wall_s_T256": wall}
+        run = {
+            "type": kind,
+            **opts,
+            "neurons": neurons,
+            "ann": r.ann_accuracy,
+            "accuracy": r.accuracy,
+            "spikes_per_neuron": r.spikes_per_neuron,
+            "sim_wall_s_T256": wall,
+        }
         for pp in (0.5, 1.0):
             t = stays_within(GRID, r.accuracy, r.ann_accuracy, pp)
             run[f"T_{pp}pp"] = t
@@ -94,8 +107,11 @@ def run_cnn(x_tr, y_tr, x_te, y_te) -> dict:
                 run[f"neuron_steps_{pp}pp"] = neurons * t
                 run[f"spikes_{pp}pp"] = r.spikes_per_neuron[i] * neurons
         out["runs"].append(run)
-        print(f"[cnn] {kind} {opts}: neurons {neurons}, T(0.5pp) {run['T_0.5pp']}, T(1pp) {run['T_1.0pp']}, "
-              f"acc@{GRID[:8]} {[round(100 * a, 1) for a in r.accuracy[:8]]}, sim {wall:.1f}s", flush=True)
+        print(
+            f"[cnn] {kind} {opts}: neurons {neurons}, T(0.5pp) {run['T_0.5pp']}, T(1pp) {run['T_1.0pp']}, "
+            f"acc@{GRID[:8]} {[round(100 * a, 1) for a in r.accuracy[:8]]}, sim {wall:.1f}s",
+            flush=True,
+        )
     return out
 
 
@@ -108,8 +124,15 @@ def run_keras(models: Path, x_tr, x_te, y_te) -> dict:
     for name, shape in (("mlp", (-1, 64)), ("lstm", (-1, 8, 8))):
         out[name] = {}
         for mismatch in ("dither", "threshold"):
-            rows = example.compare(models / f"{name}.keras", x_tr.reshape(shape), x_te.reshape(shape), y_te,
-                                   [1, 4, 16, 64] + ([256] if mismatch == "threshold" else []), ts, mismatch)
+            rows = example.compare(
+                models / f"{name}.keras",
+                x_tr.reshape(shape),
+                x_te.reshape(shape),
+                y_te,
+                [1, 4, 16, 64] + ([256] if mismatch == "threshold" else []),
+                ts,
+                mismatch,
+            )
             out[name][mismatch] = rows
             print(example.table(f"{name}, mismatch={mismatch}", rows, ts), flush=True)
     return out

@@ -6,6 +6,7 @@ Trains the CNN with PyTorch (seeded, ~20 s on a laptop CPU), then runs `convert2
 normalisation percentiles, neuron types, initial potentials, per-channel scales and Mueller's
 percentile search (global and per layer), and writes results.{csv,md,json} and the plots.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,10 +96,14 @@ def main() -> None:
         torch.save(net.state_dict(), cache)
     with torch.no_grad():
         acc = float((net(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
-    print(f"DigitsCNN (trained or loaded from {cache}) in {time.perf_counter() - t0:.1f} s: test accuracy {100 * acc:.2f} %")
+    print(
+        f"DigitsCNN (trained or loaded from {cache}) in {time.perf_counter() - t0:.1f} s: "
+        f"test accuracy {100 * acc:.2f} %"
+    )
     t0 = time.perf_counter()
-    result = convert2snn.sweep(net, CONFIGS, data=(x_train, x_test, y_test, y_train), timesteps=args.timesteps,
-                               output_dir=args.out)
+    result = convert2snn.sweep(
+        net, CONFIGS, data=(x_train, x_test, y_test, y_train), timesteps=args.timesteps, output_dir=args.out
+    )
     print(result.to_markdown())
     print(f"sweep of {len(CONFIGS)} configurations in {time.perf_counter() - t0:.1f} s; files: {result.files}")
 

@@ -1,11 +1,13 @@
-"""Train the benchmark Keras models (run as a CHILD process: this is the only benchmark code that imports TensorFlow).
+r"""Train the benchmark Keras models (run as a CHILD process: the only benchmark code that imports TensorFlow).
 
-    python benchmarks/train_models.py mnist_lenet --data ../shared/datasets/mnist.npz --out ~/.cache/convert2snn/bench/...keras
+    python benchmarks/train_models.py mnist_lenet --data ../shared/datasets/mnist.npz \
+        --out ~/.cache/convert2snn/bench/...keras
 
 Writes the model to ``--out`` and a JSON sidecar (``<out>.json``) with the Keras test accuracy,
 training time and settings. Deterministic for a given seed (`keras.utils.set_random_seed` and
 TensorFlow op determinism), up to the usual thread-scheduling caveats of CPU training.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +24,7 @@ MODELS = {
     "mnist_lenet": dict(epochs=8, batch=128, lr=2e-3, final_lr=2e-5),
     # Sized for < 1 h of 2-core CPU training (134 s/epoch measured): widths 16/32/64, flips +
     # 4-pixel shifts, weight decay, cosine schedule. Widths 32/64/128 cost 535 s/epoch.
-    "cifar10_vgg": dict(epochs=18, batch=128, lr=2e-3, final_lr=2e-5,
-                        weight_decay=5e-4, augment=True),
+    "cifar10_vgg": dict(epochs=18, batch=128, lr=2e-3, final_lr=2e-5, weight_decay=5e-4, augment=True),
 }
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
 CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
@@ -52,18 +53,27 @@ def load_cifar10(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     """CIFAR-10 (the JPEG-decoded copy), NHWC float32 standardised per channel with the usual
     CIFAR-10 mean/std — the benchmark feeds the converted SNN the same arrays."""
     with np.load(path) as f:
+
         def prep(x):
             return ((x.astype(np.float32) / 255.0) - CIFAR_MEAN) / CIFAR_STD
-        return prep(f["x_train"]), f["y_train"].astype(np.int64).ravel(), prep(f["x_test"]), f["y_test"].astype(np.int64).ravel()
+
+        return (
+            prep(f["x_train"]),
+            f["y_train"].astype(np.int64).ravel(),
+            prep(f["x_test"]),
+            f["y_test"].astype(np.int64).ravel(),
+        )
 
 
 def augmented_dataset(tf, x, y, batch: int, seed: int):
     """Random horizontal flips and shifts of up to 4 pixels (zero padding), reshuffled every epoch."""
+
     def aug(img, label):
         img = tf.image.random_flip_left_right(img)
         img = tf.image.pad_to_bounding_box(img, 4, 4, 40, 40)
         img = tf.image.random_crop(img, (32, 32, 3))
         return img, label
+
     ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(tf.data.AUTOTUNE)
 
@@ -77,7 +87,9 @@ def cifar10_vgg(keras, weight_decay: float = 5e-4):
     x = inp
     for block, width in enumerate((16, 32, 64), start=1):
         for j in (1, 2):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv{block}_{j}")(x)
+            x = layers.Conv2D(
+                width, 3, padding="same", use_bias=False, kernel_regularizer=reg, name=f"conv{block}_{j}"
+            )(x)
             x = layers.BatchNormalization(name=f"bn{block}_{j}")(x)
             x = layers.ReLU(name=f"relu{block}_{j}")(x)
         x = layers.AveragePooling2D(2, name=f"pool{block}")(x)
@@ -95,14 +107,14 @@ def mnist_lenet(keras):
     """LeNet-5-like: two 5x5 conv blocks (Conv → BN → ReLU → MaxPool), Dense 128, Dense 10 (softmax)."""
     layers = keras.layers
     inp = keras.Input((28, 28, 1), name="image")
-    x = layers.Conv2D(16, 5, use_bias=False, name="conv1")(inp)      # 24x24x16
+    x = layers.Conv2D(16, 5, use_bias=False, name="conv1")(inp)  # 24x24x16
     x = layers.BatchNormalization(name="bn1")(x)
     x = layers.ReLU(name="relu1")(x)
-    x = layers.MaxPooling2D(2, name="pool1")(x)                       # 12x12x16
-    x = layers.Conv2D(32, 5, use_bias=False, name="conv2")(x)         # 8x8x32
+    x = layers.MaxPooling2D(2, name="pool1")(x)  # 12x12x16
+    x = layers.Conv2D(32, 5, use_bias=False, name="conv2")(x)  # 8x8x32
     x = layers.BatchNormalization(name="bn2")(x)
     x = layers.ReLU(name="relu2")(x)
-    x = layers.MaxPooling2D(2, name="pool2")(x)                       # 4x4x32
+    x = layers.MaxPooling2D(2, name="pool2")(x)  # 4x4x32
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(128, name="fc1")(x)
     x = layers.ReLU(name="relu3")(x)
@@ -131,8 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     model = globals()[args.model](keras, cfg["weight_decay"]) if "weight_decay" in cfg else globals()[args.model](keras)
     steps = cfg["epochs"] * int(np.ceil(len(x_tr) / cfg["batch"]))
     schedule = keras.optimizers.schedules.CosineDecay(cfg["lr"], steps, alpha=cfg["final_lr"] / cfg["lr"])
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    print(f"[train] {args.model}: {model.count_params()} parameters, {cfg['epochs']} epochs, seed {args.seed}", flush=True)
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    print(
+        f"[train] {args.model}: {model.count_params()} parameters, {cfg['epochs']} epochs, seed {args.seed}", flush=True
+    )
     wall, cpu = time.perf_counter(), time.process_time()
     if cfg.get("augment"):
         model.fit(augmented_dataset(tf, x_tr, y_tr, cfg["batch"], args.seed), epochs=cfg["epochs"], verbose=2)
@@ -142,11 +158,21 @@ def main(argv: list[str] | None = None) -> int:
     _, acc = model.evaluate(x_te, y_te, batch_size=1000, verbose=0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)
-    info = {"model": args.model, "keras_test_accuracy": float(acc), "train_wall_s": wall, "train_cpu_s": cpu,
-            "seed": args.seed, "params": int(model.count_params()), **cfg,
-            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0]}}
+    info = {
+        "model": args.model,
+        "keras_test_accuracy": float(acc),
+        "train_wall_s": wall,
+        "train_cpu_s": cpu,
+        "seed": args.seed,
+        "params": int(model.count_params()),
+        **cfg,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "python": sys.version.split()[0]},
+    }
     Path(str(args.out) + ".json").write_text(json.dumps(info, indent=2))
-    print(f"[train] Keras test accuracy {100 * acc:.2f} % ({wall:.0f} s wall, {cpu:.0f} s CPU); saved {args.out}", flush=True)
+    print(
+        f"[train] Keras test accuracy {100 * acc:.2f} % ({wall:.0f} s wall, {cpu:.0f} s CPU); saved {args.out}",
+        flush=True,
+    )
     return 0
 
 

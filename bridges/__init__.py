@@ -8,6 +8,7 @@ Knows nothing about spikes. The pipeline::
 
 `to_torch` runs the whole chain for any supported input.
 """
+
 from ._torchvision_guard import import_onnx2torch
 
 import_onnx2torch()  # before anything imports onnx2torch: see _torchvision_guard
@@ -18,6 +19,15 @@ from .errors import ConversionError, ExportError, InvalidInputError, Unsupported
 from .keras_to_onnx import to_onnx  # noqa: E402
 
 __all__ = [
-    "to_onnx", "to_torch", "inspect_layers", "BridgeInfo", "BridgeTimings", "LayerStatus", "max_relative_diff",
-    "ConversionError", "ExportError", "InvalidInputError", "UnsupportedLayerError",
+    "to_onnx",
+    "to_torch",
+    "inspect_layers",
+    "BridgeInfo",
+    "BridgeTimings",
+    "LayerStatus",
+    "max_relative_diff",
+    "ConversionError",
+    "ExportError",
+    "InvalidInputError",
+    "UnsupportedLayerError",
 ]

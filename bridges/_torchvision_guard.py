@@ -7,6 +7,7 @@ uses. So when TensorFlow is already loaded and torchvision is not, onnx2torch is
 against a stand-in whose two functions raise a clear error; the stand-in is removed from
 `sys.modules` right after, so it never shadows a later ``import torchvision`` of the user's.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,19 +15,22 @@ import types
 
 
 def _unavailable(*args, **kwargs):
-    raise RuntimeError("torchvision ops (NonMaxSuppression, RoiAlign) are unavailable: torchvision cannot be "
-                       "loaded into a process that imported TensorFlow first; import convert2snn before TensorFlow")
+    raise RuntimeError(
+        "torchvision ops (NonMaxSuppression, RoiAlign) are unavailable: torchvision cannot be "
+        "loaded into a process that imported TensorFlow first; import convert2snn before TensorFlow"
+    )
 
 
 def import_onnx2torch() -> None:
     if "onnx2torch" in sys.modules or "torchvision" in sys.modules or "tensorflow" not in sys.modules:
-        import onnx2torch  # noqa: F401
+        import onnx2torch  # noqa: F401, PLC0415  (the import this module exists to order)
+
         return
     stand_in = types.ModuleType("torchvision")
     stand_in.ops = types.ModuleType("torchvision.ops")
     stand_in.ops.nms = stand_in.ops.roi_align = _unavailable
     sys.modules["torchvision"], sys.modules["torchvision.ops"] = stand_in, stand_in.ops
     try:
-        import onnx2torch  # noqa: F401
+        import onnx2torch  # noqa: F401, PLC0415  (against the stand-in)
     finally:
         del sys.modules["torchvision"], sys.modules["torchvision.ops"]

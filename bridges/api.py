@@ -1,6 +1,8 @@
 """`to_torch` and `inspect_layers`: one entry point for every kind of model."""
+
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
@@ -13,6 +15,7 @@ import torch
 from torch import fx, nn
 
 from .canonicalize import BridgeInfo, canonicalize, has_output_softmax
+from .converters.lstm import LSTM
 from .errors import InvalidInputError
 from .keras_to_onnx import is_keras_model, is_keras_path, to_onnx
 from .onnx_to_torch import bridge_metadata, check_supported, load_onnx, node_layers, node_support, onnx_to_fx
@@ -43,7 +46,7 @@ def _source_kind(model: Any) -> str:
     )
 
 
-def _onnx_input_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
+def onnx_input_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
     if len(inputs) != 1:
@@ -70,8 +73,13 @@ class BridgeTimings:
     export_stages: dict = field(default_factory=dict)
 
 
-def to_torch(model: Any, example_input: torch.Tensor | None = None, *, onnx_path: str | os.PathLike | None = None,
-             timings: BridgeTimings | None = None) -> fx.GraphModule:
+def to_torch(
+    model: Any,
+    example_input: torch.Tensor | None = None,
+    *,
+    onnx_path: str | os.PathLike | None = None,
+    timings: BridgeTimings | None = None,
+) -> fx.GraphModule:
     """A clean `torch.fx.GraphModule` (PyTorch layout, batch first) equivalent to ``model``.
 
     ``model`` is a `keras.Model`, a path to `.keras`/`.h5`/SavedModel/`.onnx`, an
@@ -98,7 +106,7 @@ def to_torch(model: Any, example_input: torch.Tensor | None = None, *, onnx_path
 
 def _onnx_to_clean(proto: onnx.ModelProto, timings: BridgeTimings, source: str) -> fx.GraphModule:
     meta = bridge_metadata(proto)
-    input_shape = _onnx_input_shape(proto)
+    input_shape = onnx_input_shape(proto)
     t0 = time.perf_counter()
     raw = onnx_to_fx(proto)
     timings.import_onnx = time.perf_counter() - t0
@@ -130,8 +138,6 @@ class _LeafTracer(fx.Tracer):
     """Standard layers and our LSTM stay single calls; everything else is traced through."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        from .converters.lstm import LSTM
-
         return isinstance(m, (nn.LSTM, LSTM)) or super().is_leaf_module(m, qualname)
 
 
@@ -144,8 +150,6 @@ def _torch_to_clean(model: nn.Module, example_input: torch.Tensor | None, timing
     if not isinstance(example_input, torch.Tensor) or example_input.dim() < 2:
         raise InvalidInputError("example_input must be a tensor with a batch dimension first, e.g. shape (1, C, H, W)")
     t0 = time.perf_counter()
-    import copy
-
     module = copy.deepcopy(model).eval().float()
     try:
         graph = _LeafTracer().trace(module)
@@ -159,8 +163,12 @@ def _torch_to_clean(model: nn.Module, example_input: torch.Tensor | None, timing
     t0 = time.perf_counter()
     gm, sources = canonicalize(raw, tuple(example_input.shape[1:]))
     timings.canonicalize = time.perf_counter() - t0
-    gm.bridge_info = BridgeInfo(source="torch", input_shape=tuple(example_input.shape[1:]), layers=sources,
-                                output_softmax=has_output_softmax(gm))
+    gm.bridge_info = BridgeInfo(
+        source="torch",
+        input_shape=tuple(example_input.shape[1:]),
+        layers=sources,
+        output_softmax=has_output_softmax(gm),
+    )
     return gm
 
 

@@ -1,4 +1,5 @@
 """Raw fx graph (onnx2torch's, or a traced torch module) → clean graph, checked for equivalence."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +15,7 @@ from torch import fx
 from . import passes  # noqa: F401  (registers the rules)
 from .errors import ConversionError
 from .modules import OutputSoftmax
+from .ops import RECURRENT, WEIGHTED
 from .passes.core import BATCHES, PassContext, run_rules
 
 # Relative to the output scale: what "exact" means for a float32 rewrite of the graph.
@@ -45,18 +47,26 @@ class BridgeInfo:
 
     def as_dict(self) -> dict:
         return {
-            "source": self.source, "input_shape": list(self.input_shape),
+            "source": self.source,
+            "input_shape": list(self.input_shape),
             "input_permutation": list(self.input_permutation) if self.input_permutation else None,
-            "layers": self.layers, "layer_classes": self.layer_classes,
-            "output_softmax": self.output_softmax, "notes": self.notes,
+            "layers": self.layers,
+            "layer_classes": self.layer_classes,
+            "output_softmax": self.output_softmax,
+            "notes": self.notes,
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BridgeInfo":
-        return cls(source=d["source"], input_shape=tuple(d["input_shape"]),
-                   input_permutation=tuple(d["input_permutation"]) if d.get("input_permutation") else None,
-                   layers=dict(d.get("layers", {})), layer_classes=dict(d.get("layer_classes", {})),
-                   output_softmax=bool(d.get("output_softmax")), notes=list(d.get("notes", [])))
+    def from_dict(cls, d: dict) -> BridgeInfo:
+        return cls(
+            source=d["source"],
+            input_shape=tuple(d["input_shape"]),
+            input_permutation=tuple(d["input_permutation"]) if d.get("input_permutation") else None,
+            layers=dict(d.get("layers", {})),
+            layer_classes=dict(d.get("layer_classes", {})),
+            output_softmax=bool(d.get("output_softmax")),
+            notes=list(d.get("notes", [])),
+        )
 
 
 def example_inputs(input_shape: tuple[int, ...], seed: int = 0) -> list[tuple[torch.Tensor]]:
@@ -64,7 +74,9 @@ def example_inputs(input_shape: tuple[int, ...], seed: int = 0) -> list[tuple[to
     return [(torch.randn((b,) + tuple(input_shape), generator=gen),) for b in BATCHES]
 
 
-def canonicalize(raw: fx.GraphModule, input_shape: tuple[int, ...], sources: dict[str, str] | None = None) -> tuple[fx.GraphModule, dict[str, str]]:
+def canonicalize(
+    raw: fx.GraphModule, input_shape: tuple[int, ...], sources: dict[str, str] | None = None
+) -> tuple[fx.GraphModule, dict[str, str]]:
     """Rewrite a copy of ``raw`` with the registered rules; return it and its node → source map.
 
     Raises `ConversionError` if the clean graph's output differs from the raw graph's by more
@@ -127,7 +139,9 @@ def max_relative_diff(a: Any, b: Any) -> float:
 
 def _check_close(out: Any, ref: Any) -> None:
     if len(_flat(out)) != len(_flat(ref)):
-        raise ConversionError("internal error: canonicalisation changed the number of outputs; please report this model")
+        raise ConversionError(
+            "internal error: canonicalisation changed the number of outputs; please report this model"
+        )
     diff = max_relative_diff(out, ref)
     if diff > EQUIVALENCE_TOLERANCE:
         raise ConversionError(
@@ -198,17 +212,18 @@ def _rename(gm: fx.GraphModule, sources: dict[str, str]) -> fx.GraphModule:
 
 def _primary_modules(gm: fx.GraphModule, sources: dict[str, str]) -> dict[str, fx.Node]:
     """For every source layer, the module node that gets its bare name: its weighted layer if any."""
-    from .converters.lstm import LSTM
-    from .fold import WEIGHTED_TYPES
-
     primary: dict[str, fx.Node] = {}
     for node in gm.graph.nodes:
         if node.op != "call_module":
             continue
         source = sources.get(node.name, node.name)
-        weighted = isinstance(gm.get_submodule(node.target), WEIGHTED_TYPES + (LSTM, torch.nn.LSTM))
+        weighted = isinstance(gm.get_submodule(node.target), WEIGHTED + RECURRENT + (torch.nn.LSTM,))
         current = primary.get(source)
-        if current is None or weighted and not isinstance(gm.get_submodule(current.target), WEIGHTED_TYPES + (LSTM, torch.nn.LSTM)):
+        if (
+            current is None
+            or weighted
+            and not isinstance(gm.get_submodule(current.target), WEIGHTED + RECURRENT + (torch.nn.LSTM,))
+        ):
             primary[source] = node
     return primary
 

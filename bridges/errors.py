@@ -3,6 +3,7 @@
 Every error a user can trigger with a bad model or bad data is one of these, with a
 message that names the offending thing (layer, op, shape, option) and says what to do.
 """
+
 from __future__ import annotations
 
 

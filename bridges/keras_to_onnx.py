@@ -4,6 +4,7 @@ The caller's process never imports TensorFlow (TF and triton abort when they sha
 process). A Keras model *object* is saved to a temporary file first; the user's object and
 files are only read.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from .errors import ExportError, InvalidInputError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
-# Runs ``_keras_child.py`` as ``__main__`` with argv ``[script, request]``. Unlike
+# Runs ``keras_child.py`` as ``__main__`` with argv ``[script, request]``. Unlike
 # ``python script.py`` this does not put bridges/ on sys.path (where `errors.py`, `modules.py`…
 # could shadow top-level modules TensorFlow imports).
 _RUN_CHILD = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
@@ -29,7 +31,11 @@ def is_keras_model(obj: Any) -> bool:
     """True for a Keras 3 or tf.keras (tf_keras) model object, without importing either."""
     for cls in type(obj).__mro__:
         module = cls.__module__ or ""
-        if (module.startswith(("keras", "tf_keras", "tensorflow")) and cls.__name__ in ("Model", "Functional", "Sequential")):
+        if module.startswith(("keras", "tf_keras", "tensorflow")) and cls.__name__ in (
+            "Model",
+            "Functional",
+            "Sequential",
+        ):
             return True
     return False
 
@@ -55,8 +61,6 @@ def keras_file_input_shape(path: str | os.PathLike) -> tuple[int, ...] | None:
     Lets callers check their data against the model before the (slow) export starts.
     None when the file is not a `.keras` archive, has several inputs, or records no shape.
     """
-    import zipfile
-
     path = Path(path)
     if path.suffix.lower() != ".keras" or not zipfile.is_zipfile(path):
         return None
@@ -95,7 +99,10 @@ def _check_model_file(path: Path) -> None:
     with open(path, "rb") as f:
         head = f.read(8)
     if path.suffix.lower() == ".keras" and not head.startswith(b"PK"):
-        raise InvalidInputError(f"'{path}' is not a Keras v3 file (a .keras file is a zip archive); it may be truncated or of another format")
+        raise InvalidInputError(
+            f"'{path}' is not a Keras v3 file (a .keras file is a zip archive); "
+            "it may be truncated or of another format"
+        )
     if path.suffix.lower() in (".h5", ".hdf5") and not head.startswith(b"\x89HDF"):
         raise InvalidInputError(f"'{path}' is not an HDF5 file; it may be truncated or of another format")
 
@@ -157,10 +164,10 @@ def to_onnx(
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        # Run the child script by its path, not as ``-m bridges._keras_child``: ``-m`` would
+        # Run the child script by its path, not as ``-m bridges.keras_child``: ``-m`` would
         # first import the `bridges` package, i.e. torch, onnx2torch and torchvision, into the
         # TensorFlow process (seconds of start-up, and torch next to TF is what we avoid).
-        child = Path(__file__).resolve().with_name("_keras_child.py")
+        child = Path(__file__).resolve().with_name("keras_child.py")
         started = time.perf_counter()
         try:
             proc = subprocess.run(
@@ -176,7 +183,9 @@ def to_onnx(
         if not reply_file.exists():
             tail = (proc.stderr or "").strip().splitlines()[-15:]
             hint = ""
-            if "No module named 'tensorflow'" in (proc.stderr or "") or "No module named 'tf2onnx'" in (proc.stderr or ""):
+            if "No module named 'tensorflow'" in (proc.stderr or "") or "No module named 'tf2onnx'" in (
+                proc.stderr or ""
+            ):
                 hint = " Install the TensorFlow extra: pip install 'convert2snn[tf]'."
             raise ExportError(
                 f"the Keras → ONNX export process died (exit code {proc.returncode}).{hint}\n" + "\n".join(tail)

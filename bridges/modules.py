@@ -6,6 +6,7 @@ pooling (Max/Avg/AdaptiveAvg/AdaptiveMax), `nn.Flatten`, `nn.Upsample`, the modu
 the functions ``operator.add``, ``operator.sub``, ``operator.mul`` and ``torch.cat``.
 Every module here keeps the batch dimension first and is traceable by `torch.fx`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -76,6 +77,16 @@ class Pad(nn.Module):
 
     def extra_repr(self) -> str:
         return f"pads={self.pads}, value={self.value}"
+
+
+def torch_pads(onnx_pads: list[int] | tuple[int, ...]) -> tuple[int, ...]:
+    """ONNX padding [x1_begin, x2_begin, …, x1_end, x2_end, …] as `F.pad` takes it: last axis first,
+    [xn_begin, xn_end, …, x1_begin, x1_end]."""
+    n = len(onnx_pads) // 2
+    out: list[int] = []
+    for begin, end in zip(reversed(onnx_pads[:n]), reversed(onnx_pads[n:])):
+        out.extend([int(begin), int(end)])
+    return tuple(out)
 
 
 class OutputSoftmax(nn.Softmax):

@@ -1,4 +1,5 @@
 """ONNX → raw `torch.fx.GraphModule` with onnx2torch (plus our converters), after a support check."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+from onnx2torch import convert
+from onnx2torch.node_converters.registry import get_converter
 from torch import fx
 
+from . import converters  # noqa: F401  (registers ours with onnx2torch)
 from .errors import InvalidInputError, UnsupportedLayerError
 
 _BRIDGE_META_KEY = "convert2snn.bridge"
@@ -18,7 +22,7 @@ _BRIDGE_META_KEY = "convert2snn.bridge"
 # Ops with a known reason and a known way out.
 _HINTS = {
     "Loop": "Keras GRU and SimpleRNN export as an ONNX Loop, which is not supported; use an LSTM layer, "
-            "or unroll the recurrence (unroll=True) before exporting",
+    "or unroll the recurrence (unroll=True) before exporting",
     "Scan": "recurrent layers exported as Scan are not supported; use an LSTM layer",
     "If": "data-dependent control flow (If) cannot be converted; remove the branch from the model",
     "GRU": "GRU is not supported; use an LSTM layer",
@@ -46,7 +50,9 @@ def load_onnx(model: Any) -> onnx.ModelProto:
         try:
             proto = onnx.load(str(path))
         except Exception as exc:  # noqa: BLE001 - protobuf raises many types
-            raise InvalidInputError(f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {exc}); it may be truncated") from exc
+            raise InvalidInputError(
+                f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {exc}); it may be truncated"
+            ) from exc
         if not proto.graph.node:
             raise InvalidInputError(f"'{path}' contains no ONNX graph (empty or not an ONNX file)")
         return proto
@@ -122,10 +128,6 @@ def node_layers(proto: onnx.ModelProto, layers: list[dict] | None = None) -> dic
 
 def node_support(proto: onnx.ModelProto) -> list[OnnxNodeInfo]:
     """Every ONNX node with its Keras layer (when known) and whether a converter exists."""
-    from onnx2torch.node_converters.registry import get_converter
-
-    from . import converters  # noqa: F401  (registers ours)
-
     layers = node_layers(proto)
     opsets = {o.domain: o.version for o in proto.opset_import}
     out = []
@@ -150,22 +152,24 @@ def check_supported(proto: onnx.ModelProto) -> None:
         return
     lines = []
     for n in bad:
-        where = f"Keras layer '{n.layer}' (ONNX node '{n.name}', op {n.op_type})" if n.layer else f"ONNX node '{n.name}' (op {n.op_type})"
+        where = (
+            f"Keras layer '{n.layer}' (ONNX node '{n.name}', op {n.op_type})"
+            if n.layer
+            else f"ONNX node '{n.name}' (op {n.op_type})"
+        )
         lines.append(f"  - {where}: {n.reason}")
     first = bad[0]
     raise UnsupportedLayerError(
-        f"{len(bad)} unsupported op(s) in the model:\n" + "\n".join(lines)
+        f"{len(bad)} unsupported op(s) in the model:\n"
+        + "\n".join(lines)
         + "\nRemove or replace these layers; `convert2snn inspect MODEL` lists the support status of every layer.",
-        layer=first.layer, op=first.op_type,
+        layer=first.layer,
+        op=first.op_type,
     )
 
 
 def onnx_to_fx(proto: onnx.ModelProto) -> fx.GraphModule:
     """onnx2torch's graph for ``proto`` (checked first; see `check_supported`)."""
-    from onnx2torch import convert
-
-    from . import converters  # noqa: F401
-
     check_supported(proto)
     try:
         return convert(proto)

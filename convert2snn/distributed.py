@@ -12,6 +12,7 @@ synaptic operations summed (float64 sums of integers: exact), per-sample statist
 single process's (bit for bit where the shards' batches coincide with the single run's batches).
 Backend: NCCL when CUDA is available (each rank on its ``LOCAL_RANK`` GPU), gloo otherwise.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from .simulate import SimulationResult, SpikeRecord
 
 
 def context() -> tuple[int, int]:
@@ -51,10 +54,8 @@ def gather(obj: Any) -> list[Any]:
     return out
 
 
-def merge(result: Any, sink: Any = None) -> Any:
+def merge(result: SimulationResult, sink: Any = None) -> SimulationResult:
     """The per-rank `SimulationResult`s (and sink states) merged into the whole run's, on every rank."""
-    from .simulate import SimulationResult, SpikeRecord
-
     state = sink.state() if sink is not None else None
     parts = gather((result, state))
     results = [r for r, _ in parts]
@@ -73,6 +74,11 @@ def merge(result: Any, sink: Any = None) -> Any:
     for r in results:
         neurons.update(r.spikes.neurons)
     first = next((r.spikes.traces for r in results if r.samples), {})
-    record = SpikeRecord(per_step=summed("per_step"), per_neuron=summed("per_neuron"), neurons=neurons,
-                         sops_per_step=summed("sops_per_step"), traces=first)
+    record = SpikeRecord(
+        per_step=summed("per_step"),
+        per_neuron=summed("per_neuron"),
+        neurons=neurons,
+        sops_per_step=summed("sops_per_step"),
+        traces=first,
+    )
     return SimulationResult(outputs=outputs, spikes=record, samples=sum(r.samples for r in results))

@@ -7,6 +7,7 @@
 - `ApproximationError`: ``strict=True`` and the conversion would have to approximate.
 - `SimulationMemoryError` (also a MemoryError): not even one sample fits in the device's memory.
 """
+
 from bridges.errors import ConversionError, ExportError, InvalidInputError, UnsupportedLayerError, unsupported
 
 
@@ -18,5 +19,12 @@ class SimulationMemoryError(ConversionError, MemoryError):
     """A single sample's activations for one time step do not fit in the device's free memory."""
 
 
-__all__ = ["ConversionError", "UnsupportedLayerError", "InvalidInputError", "ExportError", "ApproximationError",
-           "SimulationMemoryError", "unsupported"]
+__all__ = [
+    "ConversionError",
+    "UnsupportedLayerError",
+    "InvalidInputError",
+    "ExportError",
+    "ApproximationError",
+    "SimulationMemoryError",
+    "unsupported",
+]

@@ -1,4 +1,9 @@
-"""`SpikingModel`: the converted network and what users do with it (predict, evaluate, count, save)."""
+"""`SpikingModel`: a converted network and what users do with it (predict, evaluate, count, save).
+
+It holds the clean ANN and the SNN and runs simulations; it builds nothing (`convert2snn.stages`
+does, and `convert2snn.load` rebuilds a saved model).
+"""
+
 from __future__ import annotations
 
 import json
@@ -6,91 +11,35 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import fx
 
+from bridges import ops
 from bridges.canonicalize import BridgeInfo
 from bridges.modules import Affine
 
-from .build import ConversionReport, build_snn
-from .conversion import get_conversion
-from .errors import InvalidInputError
 from . import distributed, metrics
+from .errors import InvalidInputError
+from .graph.serialize import graph_to_spec
+from .inputs import DEFAULT_TIMESTEPS, as_tensor, check_input_shape, check_timesteps, labels_to_indices
 from .metrics import EvaluationResult
-from .nodes import is_neuron, neurons_per_unit
-from .options import make_options
-from .sequence import propagate_shapes
-from .serialize import graph_from_spec, graph_to_spec
+from .neurons import is_neuron, latency, neurons_per_unit
+from .report import ConversionReport
+from .sequence import SeqModule, propagate_shapes
 from .simulate import simulate
+from .tools import nir
+
+if TYPE_CHECKING:  # the schemes build models; a model only reads its scheme's options
+    from .schemes.base import Scheme, SchemeOptions
 
 FORMAT_NAME = "convert2snn"
 FORMAT_VERSION = 1
-
-
-def as_tensor(x: Any, name: str = "x") -> torch.Tensor:
-    """A float32 tensor from numpy / torch / nested lists, with clear errors for bad data."""
-    if isinstance(x, torch.Tensor):
-        t = x.detach().cpu()
-    else:
-        try:
-            arr = np.asarray(x)
-        except Exception as exc:  # noqa: BLE001
-            raise InvalidInputError(f"{name} cannot be read as an array: {exc}") from exc
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise InvalidInputError(f"{name} must be numeric, got dtype {arr.dtype}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-    if t.is_complex():
-        raise InvalidInputError(f"{name} must be real-valued, got dtype {t.dtype}")
-    t = t.float()
-    if t.dim() == 0 or t.shape[0] == 0:
-        raise InvalidInputError(f"{name} is empty (shape {tuple(t.shape)})")
-    if not bool(torch.isfinite(t).all()):
-        bad = int((~torch.isfinite(t)).sum())
-        raise InvalidInputError(f"{name} contains {bad} NaN/inf value(s)")
-    return t
-
-
-def check_input_shape(x: torch.Tensor, info: BridgeInfo, name: str = "x") -> torch.Tensor:
-    """Check ``x`` against the model's input shape (original layout) and return it in the ANN's layout."""
-    expected = tuple(info.original_input_shape())
-    got = tuple(x.shape[1:])
-    if got != expected:
-        layout = " (the original model's layout, e.g. NHWC for Keras)" if info.input_permutation else ""
-        raise InvalidInputError(
-            f"{name} has per-sample shape {got}, but the model expects {expected}{layout}; "
-            f"pass an array of shape (N, {', '.join(map(str, expected))})"
-        )
-    return info.to_model_layout(x)
-
-
-def labels_to_indices(y: Any, n: int, classes: int) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim == 2 and arr.shape[1] == classes:
-        arr = arr.argmax(axis=1)
-    elif arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise InvalidInputError(f"labels must be class indices (N,) or one-hot (N, {classes}), got shape {np.asarray(y).shape}")
-    if arr.shape[0] != n:
-        raise InvalidInputError(f"{arr.shape[0]} labels for {n} inputs")
-    if not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise InvalidInputError("labels must be integers (class indices) or one-hot rows")
-        arr = arr.astype(np.int64)
-    if arr.min() < 0 or arr.max() >= classes:
-        raise InvalidInputError(f"labels must lie in [0, {classes - 1}] (the model has {classes} outputs); got {arr.min()}..{arr.max()}")
-    return arr
-
-
-def check_timesteps(timesteps: Any) -> list[int]:
-    values = [timesteps] if isinstance(timesteps, (int, np.integer)) else list(timesteps) if isinstance(timesteps, Iterable) else None
-    if not values or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1 for t in values):
-        raise InvalidInputError(f"timesteps must be a positive integer or a list of them, got {timesteps!r}")
-    return [int(t) for t in values]
+# Steps of the methods that simulate one T (predict, spike_counts, spike_trains) when none is given,
+# for codes without a latency.
+DEFAULT_STEPS = 32
 
 
 class SpikingModel:
@@ -99,36 +48,49 @@ class SpikingModel:
     Inputs to every method are in the ORIGINAL model's layout (NHWC numpy arrays for Keras).
     """
 
-    def __init__(self, ann: fx.GraphModule, info: BridgeInfo, scales: dict[str, torch.Tensor], options: Any,
-                 conversion_type: str, report: ConversionReport, network: fx.GraphModule | None = None):
+    def __init__(
+        self,
+        ann: fx.GraphModule,
+        network: fx.GraphModule,
+        scales: dict[str, torch.Tensor],
+        scheme: Scheme,
+        report: ConversionReport,
+    ):
         self.ann = ann
-        self.bridge_info = info
+        self.network = network
         self.scales = scales
-        self.options = options
-        self.conversion_type = conversion_type
+        self.scheme = scheme
         self.report = report
         self.device = torch.device("cpu")
-        self.network = network if network is not None else self._build()
+        self._static: dict[str, Any] | None = None  # fan-out and MACs, computed on first use
         self._layer_names = {name: name for name, m in self.network.named_modules() if is_neuron(m)}
         self._neurons = self._count_neurons()
         self._activation_elements, self._largest_activation = self._activation_size()
 
-    # -- construction ------------------------------------------------------------------------
-    def _build(self) -> fx.GraphModule:
-        kind = get_conversion(self.conversion_type)
-        context = SimpleNamespace(scales=self.scales, options=self.options)
-        snn = build_snn(self.ann, self.conversion_type, self.report, self.bridge_info.layers, context)
-        example = torch.randn((2,) + tuple(self.bridge_info.input_shape), generator=torch.Generator().manual_seed(0))
-        kind.finish(snn, self, example)
-        return snn
+    @property
+    def options(self) -> SchemeOptions:
+        """The conversion options (batch_size, seed and progress also steer simulations)."""
+        return self.scheme.options
 
+    @property
+    def conversion_type(self) -> str:
+        return self.scheme.name
+
+    @property
+    def bridge_info(self) -> BridgeInfo:
+        """Where the ANN came from: input layout, layer names (see `bridges.BridgeInfo`)."""
+        return self.ann.bridge_info
+
+    # -- structure ---------------------------------------------------------------------------
     def _count_neurons(self) -> dict[str, int]:
         """Neurons per neuron module: output elements per sample × the module's neurons per unit
         (n for a population); modules nested in others (LSTM gates) are counted too."""
         shapes: dict[str, tuple[int, ...]] = {}
         modules = {name: m for name, m in self.network.named_modules() if is_neuron(m)}
-        handles = [m.register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[2:])))
-                   for name, m in modules.items()]
+        handles = [
+            m.register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[2:])))
+            for name, m in modules.items()
+        ]
         try:
             propagate_shapes(self.network, torch.zeros((1, 1) + tuple(self.bridge_info.input_shape)))
         finally:
@@ -138,15 +100,18 @@ class SpikingModel:
 
     def _activation_size(self) -> tuple[int, int]:
         """Elements per sample and step: of all node outputs together, and of the largest one."""
-        sizes = [int(np.prod(meta.shape[2:])) for node in self.network.graph.nodes
-                 if (meta := node.meta.get("tensor_meta")) is not None and hasattr(meta, "shape")]
+        sizes = [
+            int(np.prod(meta.shape[2:]))
+            for node in self.network.graph.nodes
+            if (meta := node.meta.get("tensor_meta")) is not None and hasattr(meta, "shape")
+        ]
         return sum(sizes), max(sizes, default=0)
 
     # -- inputs ------------------------------------------------------------------------------
     def _inputs(self, x: Any, name: str = "x") -> torch.Tensor:
         return check_input_shape(as_tensor(x, name), self.bridge_info, name)
 
-    def to(self, device: str | torch.device) -> "SpikingModel":
+    def to(self, device: str | torch.device) -> SpikingModel:
         """Run simulations on ``device`` (e.g. "cuda")."""
         self.device = torch.device(device)
         return self
@@ -158,7 +123,7 @@ class SpikingModel:
         xt = self._inputs(x)
         bs = batch_size or self.options.batch_size
         ann = self.ann.to(self.device).eval()
-        outs = [ann(xt[i:i + bs].to(self.device)).float().cpu() for i in range(0, xt.shape[0], bs)]
+        outs = [ann(xt[i : i + bs].to(self.device)).float().cpu() for i in range(0, xt.shape[0], bs)]
         self.ann.to("cpu")
         return torch.cat(outs).numpy()
 
@@ -167,23 +132,51 @@ class SpikingModel:
         """Steps until the output is complete, for codes that have such a point (the single-spike
         temporal code: (depth + 1)·K); None for rate, population and phase codes, which refine
         their estimate with every step."""
-        from .temporal import latency
-
         return latency(self.network)
 
-    def _simulate(self, x: torch.Tensor, timesteps: list[int], per_neuron: bool = False, batch_size: int | None = None,
-                  **counting: Any):
+    def default_timesteps(self) -> list[int]:
+        """What `evaluate` reports when no timesteps are given: the latency for a code that has one,
+        else `convert2snn.inputs.DEFAULT_TIMESTEPS`."""
+        return [self.latency] if self.latency is not None else list(DEFAULT_TIMESTEPS)
+
+    def _steps(self, timesteps: Any, method: str) -> int:
+        """One step count for a single-T method: ``timesteps``, or the latency / `DEFAULT_STEPS`."""
+        if timesteps is None:
+            return self.latency if self.latency is not None else DEFAULT_STEPS
+        t = check_timesteps(timesteps)
+        if len(t) != 1:
+            raise InvalidInputError(f"{method} takes one number of timesteps; use evaluate for several")
+        return t[0]
+
+    def _simulate(
+        self,
+        x: torch.Tensor,
+        timesteps: list[int],
+        per_neuron: bool = False,
+        batch_size: int | None = None,
+        **counting: Any,
+    ):
         """One simulation; ``counting`` (count, fan_out, sink, trace) goes to the spike counter (see `simulate`)."""
         if self.latency is not None and max(timesteps) < self.latency:
-            warnings.warn(f"convert2snn: this {self.conversion_type} network's output is complete only after "
-                          f"{self.latency} steps (SpikingModel.latency); results at T = {max(timesteps)} are partial",
-                          UserWarning, stacklevel=3)
+            warnings.warn(
+                f"convert2snn: this {self.conversion_type} network's output is complete only after "
+                f"{self.latency} steps (SpikingModel.latency); results at T = {max(timesteps)} are partial",
+                UserWarning,
+                stacklevel=3,
+            )
         rank, world = distributed.context()
-        kwargs = dict(batch_size=batch_size or self.options.batch_size, encoding=getattr(self.options, "encoding", "analog"),
-                      seed=self.options.seed, device=self.device, layer_names=self._layer_names,
-                      activation_elements=self._activation_elements, largest_activation=self._largest_activation,
-                      per_neuron=per_neuron,
-                      progress=self.options.progress, **counting)
+        kwargs = dict(
+            batch_size=batch_size or self.options.batch_size,
+            encoding=self.options.encoding,
+            seed=self.options.seed,
+            device=self.device,
+            layer_names=self._layer_names,
+            activation_elements=self._activation_elements,
+            largest_activation=self._largest_activation,
+            per_neuron=per_neuron,
+            progress=self.options.progress,
+            **counting,
+        )
         if world == 1:
             return simulate(self.network, x, timesteps, **kwargs)
         # under torchrun: this rank's shard, then every rank's results merged (Poisson input: seed + rank)
@@ -193,23 +186,32 @@ class SpikingModel:
         result = simulate(self.network, x[distributed.shard(x.shape[0], rank, world)], timesteps, **kwargs)
         return distributed.merge(result, counting.get("sink"))
 
-    def predict(self, x: Any, timesteps: int = 32, batch_size: int | None = None) -> np.ndarray:
-        """SNN output scores (N, C) after ``timesteps`` steps: the readout's estimate of the ANN's logits."""
-        t = check_timesteps(timesteps)
-        if len(t) != 1:
-            raise InvalidInputError("predict takes one number of timesteps; use evaluate for several")
-        return self._simulate(self._inputs(x), t, batch_size=batch_size, count=False).outputs[t[0]]
+    def predict(self, x: Any, timesteps: int | None = None, batch_size: int | None = None) -> np.ndarray:
+        """SNN output scores (N, C) after ``timesteps`` steps (default: the latency of a code that has
+        one, else 32): the readout's estimate of the ANN's logits."""
+        t = self._steps(timesteps, "predict")
+        return self._simulate(self._inputs(x), [t], batch_size=batch_size, count=False).outputs[t]
 
-    def evaluate(self, x: Any, y: Any, timesteps: Any = (8, 16, 32), batch_size: int | None = None, *,
-                 energy: Any = "45nm-fp32", correlation: bool = True) -> EvaluationResult:
+    def evaluate(
+        self,
+        x: Any,
+        y: Any,
+        timesteps: Any = None,
+        batch_size: int | None = None,
+        *,
+        energy: Any = "45nm-fp32",
+        correlation: bool = True,
+    ) -> EvaluationResult:
         """Accuracy at every T in ``timesteps`` from one simulation up to max T, with the ANN's accuracy.
+        ``timesteps`` defaults to `default_timesteps` (4, 8, 16, 32; a single-spike temporal network:
+        its latency).
 
         Also per T: spikes per neuron (overall and per layer), synaptic operations (spikes × fan-out),
         the energy estimate under ``energy`` (a preset "45nm-fp32" / "fp16" / "int8", or custom
         (E_MAC, E_AC) in pJ; see `convert2snn.metrics`), time-to-accuracy, and (``correlation=True``)
         the per-layer Pearson r between decoded rates and the ANN's activations.
         """
-        ts = sorted(set(check_timesteps(timesteps)))
+        ts = check_timesteps(self.default_timesteps() if timesteps is None else timesteps)
         model = metrics.energy_model(energy)
         xt = self._inputs(x)
         ann_out = self.ann_predict(x, batch_size)
@@ -223,7 +225,9 @@ class SpikingModel:
         total_neurons = max(1, sum(self._neurons.values()))
         cumulative = {k: np.cumsum(v) for k, v in result.spikes.per_step.items()}
         spikes = [float(sum(c[t - 1] for c in cumulative.values()) / (n * total_neurons)) for t in ts]
-        per_layer = {layer: [float(c[t - 1] / (n * self._neurons[layer])) for t in ts] for layer, c in cumulative.items()}
+        per_layer = {
+            layer: [float(c[t - 1] / (n * self._neurons[layer])) for t in ts] for layer, c in cumulative.items()
+        }
         sops_cum = {k: np.cumsum(v) for k, v in result.spikes.sops_per_step.items()}
         layer_sops = {layer: [float(c[t - 1] / n) for t in ts] for layer, c in sops_cum.items()}
         sops = [float(sum(v[i] for v in layer_sops.values())) for i in range(len(ts))]
@@ -231,19 +235,31 @@ class SpikingModel:
         accuracy = [float((result.outputs[t].argmax(1) == labels).mean()) for t in ts]
         ann_accuracy = float((ann_out.argmax(1) == labels).mean())
         return EvaluationResult(
-            timesteps=ts, accuracy=accuracy, ann_accuracy=ann_accuracy, spikes_per_neuron=spikes,
-            layer_spikes_per_neuron=per_layer, samples=int(n), neurons=dict(self._neurons),
-            sops=sops, layer_sops=layer_sops, input_macs=float(static["input_macs"]),
-            ann_macs=float(sum(static["ann_macs"].values())), layer_macs={k: float(v) for k, v in static["ann_macs"].items()},
+            timesteps=ts,
+            accuracy=accuracy,
+            ann_accuracy=ann_accuracy,
+            spikes_per_neuron=spikes,
+            layer_spikes_per_neuron=per_layer,
+            samples=int(n),
+            neurons=dict(self._neurons),
+            sops=sops,
+            layer_sops=layer_sops,
+            input_macs=float(static["input_macs"]),
+            ann_macs=float(sum(static["ann_macs"].values())),
+            layer_macs={k: float(v) for k, v in static["ann_macs"].items()},
             energy_model=model.as_dict(),
             snn_energy_pj=[metrics.snn_energy_pj(s, static["input_macs"], model) for s in sops],
             ann_energy_pj=metrics.ann_energy_pj(sum(static["ann_macs"].values()), model),
-            time_to_accuracy={"1pp": metrics.time_to_accuracy(ts, accuracy, ann_accuracy, 0.01),
-                              "0.1pp": metrics.time_to_accuracy(ts, accuracy, ann_accuracy, 0.001)},
+            time_to_accuracy={
+                "1pp": metrics.time_to_accuracy(ts, accuracy, ann_accuracy, 0.01),
+                "0.1pp": metrics.time_to_accuracy(ts, accuracy, ann_accuracy, 0.001),
+            },
             layer_correlation=sink.result(per_layer, ts) if sink is not None else {},
         )
 
-    def spike_counts(self, x: Any, timesteps: int = 32, per_neuron: bool = False, mode: int = 0) -> dict[str, Any]:
+    def spike_counts(
+        self, x: Any, timesteps: int | None = None, per_neuron: bool = False, mode: int = 0
+    ) -> dict[str, Any]:
         """Spikes per neuron layer over all of ``x`` after ``timesteps`` steps (SpKeras SpikeCounter).
 
         ``mode=0``: total spikes per layer (ints); with ``per_neuron=True`` an array with each
@@ -251,7 +267,7 @@ class SpikingModel:
         layer an int array ``h`` where ``h[k]`` is how many (sample, neuron) pairs fired exactly k
         spikes, k = 0..max.
         """
-        t = check_timesteps(timesteps)[0]
+        t = self._steps(timesteps, "spike_counts")
         if mode not in (0, 1):
             raise InvalidInputError(f"mode must be 0 (totals) or 1 (per-neuron histogram), got {mode!r}")
         if mode == 1:
@@ -269,43 +285,48 @@ class SpikingModel:
         ``mode=1`` leaves out neuron layers fed directly by average pooling (as SpKeras's mode 1 does).
         """
         if mode not in (0, 1):
-            raise InvalidInputError(f"mode must be 0 (all layers) or 1 (without layers after average pooling), got {mode!r}")
+            raise InvalidInputError(
+                f"mode must be 0 (all layers) or 1 (without layers after average pooling), got {mode!r}"
+            )
         if mode == 0:
             return dict(self._neurons)
         return {k: v for k, v in self._neurons.items() if not self._after_average_pooling(k)}
 
     def _after_average_pooling(self, layer: str) -> bool:
-        avg = (torch.nn.AvgPool1d, torch.nn.AvgPool2d, torch.nn.AvgPool3d, torch.nn.AdaptiveAvgPool1d,
-               torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveAvgPool3d)
         node = next((n for n in self.network.graph.nodes if n.op == "call_module" and n.target == layer), None)
         while node is not None and node.all_input_nodes:
             node = node.all_input_nodes[0]
             if node.op != "call_module":
                 return False
             module = self.network.get_submodule(node.target)
-            inner = getattr(module, "module", module)
-            if isinstance(inner, avg):
+            inner = module.module if isinstance(module, SeqModule) else module
+            if isinstance(inner, ops.AVG_POOL):
                 return True
             if not isinstance(inner, Affine) or len(node.all_input_nodes) != 1:
                 return False
         return False
 
     def fan_out(self) -> dict[str, np.ndarray]:
-        """Synapses driven by each neuron (per neuron layer, in the layer's per-sample shape); see `convert2snn.metrics`."""
+        """Synapses driven by each neuron (per neuron layer, in the layer's per-sample shape); see
+        `convert2snn.metrics.ops`."""
         return {k: v.copy() for k, v in self._static_metrics()["fan_out"].items()}
 
-    def spike_trains(self, x: Any, timesteps: int = 32, neurons: int = 8) -> dict[str, dict[str, np.ndarray]]:
+    def spike_trains(self, x: Any, timesteps: int | None = None, neurons: int = 8) -> dict[str, dict[str, np.ndarray]]:
         """Spike trains of ``neurons`` neurons per layer for the first sample of ``x``.
 
         Returns layer → {"indices": flat neuron indices, "spikes": [T, k] 0/1 array}. The neurons are
         spread over the ANN activation ranks of that sample (active ones first), so a raster shows a
         range of rates.
         """
-        t = check_timesteps(timesteps)[0]
+        t = self._steps(timesteps, "spike_trains")
         xt = self._inputs(x)[:1]
         chosen = self._pick_neurons(xt, int(neurons))
         result = self._simulate(xt, [t], trace={k: torch.as_tensor(v) for k, v in chosen.items()})
-        return {k: {"indices": chosen[k], "spikes": result.spikes.traces[k][:t]} for k in chosen if k in result.spikes.traces}
+        return {
+            k: {"indices": chosen[k], "spikes": result.spikes.traces[k][:t]}
+            for k in chosen
+            if k in result.spikes.traces
+        }
 
     @torch.no_grad()
     def _pick_neurons(self, xt: torch.Tensor, k: int) -> dict[str, np.ndarray]:
@@ -318,7 +339,7 @@ class SpikingModel:
             if act is not None:
                 order = torch.argsort(act[0], descending=True)
                 active = int((act[0] > 0).sum())
-                pool = order[:max(active, min(k, count))]
+                pool = order[: max(active, min(k, count))]
                 picks = pool[torch.linspace(0, len(pool) - 1, min(k, len(pool))).round().long()]
             else:
                 picks = torch.linspace(0, count - 1, min(k, count)).round().long()
@@ -331,7 +352,7 @@ class SpikingModel:
 
     def _static_metrics(self) -> dict[str, Any]:
         """Fan-out, input-layer MACs and ANN MACs: structural, computed once per model."""
-        cache = getattr(self, "_static", None)
+        cache = self._static
         if cache is None:
             poisson = self.options.encoding == "poisson"
             shape = tuple(self.bridge_info.input_shape)
@@ -346,23 +367,25 @@ class SpikingModel:
     # -- files -------------------------------------------------------------------------------
     def to_nir(self, path: str | os.PathLike | None = None) -> Any:
         """The network as a ``nir.NIRGraph`` (rate conversion, chains of Conv2d/Linear/AvgPool2d/
-        Flatten/IF); also written to ``path`` when given. See `convert2snn.nir_export`."""
-        from . import nir_export
-
+        Flatten/IF); also written to ``path`` when given. See `convert2snn.tools.nir`."""
         if self.conversion_type != "rate":
             raise InvalidInputError(f"NIR export covers rate-converted networks, not {self.conversion_type!r}")
-        graph = nir_export.to_nir(self.network, tuple(self.bridge_info.input_shape))
+        graph = nir.to_nir(self.network, tuple(self.bridge_info.input_shape))
         if path is not None:
-            nir_export._nir().write(str(path), graph)
+            nir.write_nir(graph, path)
         return graph
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model to one file, atomically; `convert2snn.load` reads it back bit-identically."""
         path = Path(path)
         meta = {
-            "format": FORMAT_NAME, "version": FORMAT_VERSION, "conversion_type": self.conversion_type,
-            "options": self.options.as_dict(), "bridge_info": self.bridge_info.as_dict(),
-            "report": self.report.as_dict(), "ann": graph_to_spec(self.ann),
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "conversion_type": self.conversion_type,
+            "options": self.options.as_dict(),
+            "bridge_info": self.bridge_info.as_dict(),
+            "report": self.report.as_dict(),
+            "ann": graph_to_spec(self.ann),
         }
         payload = {
             "meta": json.dumps(meta),
@@ -379,31 +402,5 @@ class SpikingModel:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "SpikingModel":
-        path = Path(path)
-        if not path.exists():
-            raise InvalidInputError(f"'{path}' does not exist")
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            meta = json.loads(payload["meta"])
-        except Exception as exc:  # noqa: BLE001
-            raise InvalidInputError(f"'{path}' is not a convert2snn model file (or it is truncated): {exc}") from exc
-        if meta.get("format") != FORMAT_NAME:
-            raise InvalidInputError(f"'{path}' is not a convert2snn model file")
-        if meta.get("version") != FORMAT_VERSION:
-            raise InvalidInputError(f"'{path}' has format version {meta.get('version')}; this convert2snn reads "
-                                    f"version {FORMAT_VERSION}. Convert the model again with this version.")
-        ann = graph_from_spec(meta["ann"], payload["ann_state"])
-        info = BridgeInfo.from_dict(meta["bridge_info"])
-        ann.bridge_info = info
-        options = make_options(meta["conversion_type"], meta["options"])
-        report = ConversionReport(**meta["report"])
-        model = cls(ann, info, dict(payload["scales"]), options, meta["conversion_type"],
-                    ConversionReport(report.conversion_type, report.options))
-        model.report = report
-        model.network.load_state_dict(payload["snn_state"], strict=True)
-        return model
 
-
-__all__ = ["SpikingModel", "EvaluationResult"]
+__all__ = ["SpikingModel", "EvaluationResult", "FORMAT_NAME", "FORMAT_VERSION"]

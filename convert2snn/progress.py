@@ -1,17 +1,20 @@
 """tqdm progress bars that stay quiet where nobody watches (non-TTY, CI, ``progress=False``)."""
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import Iterable, TypeVar
+from collections.abc import Iterable
+from typing import TypeVar
 
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
 
 
-def progress_bar(iterable: Iterable[T], *, desc: str, enabled: bool | None = True, total: int | None = None,
-                 leave: bool = False) -> Iterable[T]:
+def progress_bar(
+    iterable: Iterable[T], *, desc: str, enabled: bool | None = True, total: int | None = None, leave: bool = False
+) -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar when ``enabled`` and stderr is a terminal."""
     if not enabled or os.environ.get("CONVERT2SNN_QUIET") or not sys.stderr.isatty():
         return iterable

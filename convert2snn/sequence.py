@@ -5,6 +5,7 @@ over time (an expanded view with stride 0 on the time axis, as the simulator pas
 analog input), it runs once on one step and the result is expanded again: the first
 layer's current for a constant input is computed once, not T times.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,8 +29,13 @@ def silent(like: torch.Tensor) -> torch.Tensor:
 
 def is_silent(x: torch.Tensor) -> bool:
     """True for a `silent` tensor (checked on CPU tensors only: on CUDA it would cost a host sync)."""
-    return (x.dim() > 0 and not x.is_cuda and all(s == 0 for s in x.stride()) and x.numel() > 0
-            and float(x[(0,) * x.dim()]) == 0.0)
+    return (
+        x.dim() > 0
+        and not x.is_cuda
+        and all(s == 0 for s in x.stride())
+        and x.numel() > 0
+        and float(x[(0,) * x.dim()]) == 0.0
+    )
 
 
 def constant_sequence(x: torch.Tensor, steps: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ processed in chunks so that memory stays bounded for long T; neuron state carrie
 between chunks. Analog input is passed as a stride-0 view, so the layers before the first
 neuron compute once per sample (see `convert2snn.sequence`).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -22,7 +23,8 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 from .errors import SimulationMemoryError
-from .nodes import is_neuron, unit_spikes
+from .inputs import check_timesteps
+from .neurons import is_neuron, unit_spikes
 from .progress import progress_bar
 from .sequence import constant_sequence, memory_order
 
@@ -87,9 +89,19 @@ class _SpikeCounter:
     ``enabled=False`` attaches no hooks (nothing counted; `simulate(count=False)`).
     """
 
-    def __init__(self, network: nn.Module, names: dict[str, str], steps: int, per_neuron: bool, *,
-                 fan_out: dict[str, torch.Tensor] | None = None, snapshots: tuple[int, ...] = (), sink=None,
-                 trace: dict[str, torch.Tensor] | None = None, enabled: bool = True):
+    def __init__(
+        self,
+        network: nn.Module,
+        names: dict[str, str],
+        steps: int,
+        per_neuron: bool,
+        *,
+        fan_out: dict[str, torch.Tensor] | None = None,
+        snapshots: tuple[int, ...] = (),
+        sink=None,
+        trace: dict[str, torch.Tensor] | None = None,
+        enabled: bool = True,
+    ):
         self.per_step: dict[str, torch.Tensor] = {}
         self.per_neuron: dict[str, torch.Tensor] = {}
         self.sops: dict[str, torch.Tensor] = {}
@@ -100,7 +112,7 @@ class _SpikeCounter:
         self.steps = steps
         self.per_neuron_enabled = per_neuron
         self.fan_out = {k: v.reshape(-1).double() for k, v in (fan_out or {}).items()}
-        self.snapshots = sorted(set(snapshots)) if sink is not None else []
+        self.snapshots = list(snapshots) if sink is not None else []  # sorted, as `simulate` passes them
         self.sink = sink
         self.trace = trace or {}
         self.running: dict[str, torch.Tensor] = {}
@@ -135,7 +147,7 @@ class _SpikeCounter:
         if layer not in self.sops:
             self.sops[layer] = torch.zeros(self.steps, dtype=torch.float64, device=over_batch.device)
         steps = over_batch.shape[0]
-        self.sops[layer][self.offset:self.offset + steps] += over_batch.reshape(steps, -1).double() @ fan
+        self.sops[layer][self.offset : self.offset + steps] += over_batch.reshape(steps, -1).double() @ fan
 
     def _input_hook(self, _module, args) -> None:
         x_seq = args[0].detach()
@@ -153,7 +165,7 @@ class _SpikeCounter:
             over_batch = _sum(units, 1)
             if layer not in self.per_step:
                 self.per_step[layer] = torch.zeros(self.steps, dtype=torch.float64, device=units.device)
-            self.per_step[layer][self.offset:self.offset + steps] += over_batch.reshape(steps, -1).sum(dim=1).double()
+            self.per_step[layer][self.offset : self.offset + steps] += over_batch.reshape(steps, -1).sum(dim=1).double()
             if self.per_neuron_enabled:
                 counts = over_batch.sum(dim=0).double().reshape(-1)
                 self.per_neuron[layer] = self.per_neuron.get(layer, torch.zeros_like(counts)) + counts
@@ -164,28 +176,41 @@ class _SpikeCounter:
                     running = torch.zeros_like(units[0], dtype=torch.float32)
                 for t in self.snapshots:
                     if self.offset < t <= self.offset + steps:
-                        self.sink.update(layer, t, (running + _sum(units[:t - self.offset], 0)).reshape(batch, -1))
+                        self.sink.update(layer, t, (running + _sum(units[: t - self.offset], 0)).reshape(batch, -1))
                 self.running[layer] = running + _sum(units, 0)
             if self.batch == 0 and layer in self.trace:
                 if layer not in self.traces:
                     self.traces[layer] = torch.zeros(self.steps, len(self.trace[layer]), device=units.device)
                 idx = self.trace[layer].to(units.device)
-                self.traces[layer][self.offset:self.offset + steps] = units[:, 0].reshape(steps, -1)[:, idx].float()
+                self.traces[layer][self.offset : self.offset + steps] = units[:, 0].reshape(steps, -1)[:, idx].float()
+
         return hook
 
     def close(self) -> None:
         for h in self.handles:
             h.remove()
 
-    def record(self) -> "SpikeRecord":
+    def record(self) -> SpikeRecord:
         """Everything counted, on the host (the one device→host copy of a simulation)."""
         host = lambda d: {k: v.cpu().numpy() for k, v in d.items()}  # noqa: E731
-        return SpikeRecord(per_step=host(self.per_step), per_neuron=host(self.per_neuron), neurons=dict(self.neurons),
-                           sops_per_step=host(self.sops), traces=host(self.traces))
+        return SpikeRecord(
+            per_step=host(self.per_step),
+            per_neuron=host(self.per_neuron),
+            neurons=dict(self.neurons),
+            sops_per_step=host(self.sops),
+            traces=host(self.traces),
+        )
 
 
-def chunk_length(activation_elements: int, batch: int, steps: int, budget_bytes: int | None = None, *,
-                 largest_elements: int = 0, device: torch.device | str = "cpu") -> int:
+def chunk_length(
+    activation_elements: int,
+    batch: int,
+    steps: int,
+    budget_bytes: int | None = None,
+    *,
+    largest_elements: int = 0,
+    device: torch.device | str = "cpu",
+) -> int:
     """Time steps per chunk so that a chunk's activations fit in ``budget_bytes``; on the CPU also
     so that its largest layer output (``largest_elements`` per sample and step) stays within
     `CPU_LAYER_CHUNK_BYTES`."""
@@ -208,9 +233,16 @@ def tune_cpu_allocator() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    done = mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1
-    logger.info("convert2snn: glibc malloc thresholds raised for CPU simulation (mmap %d MiB, trim %d MiB); "
-                "CONVERT2SNN_NO_MALLOC_TUNING=1 leaves them alone", MALLOC_MMAP_THRESHOLD >> 20, MALLOC_TRIM_THRESHOLD >> 20)
+    done = (
+        mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD) == 1
+        and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD) == 1
+    )
+    logger.info(
+        "convert2snn: glibc malloc thresholds raised for CPU simulation (mmap %d MiB, trim %d MiB); "
+        "CONVERT2SNN_NO_MALLOC_TUNING=1 leaves them alone",
+        MALLOC_MMAP_THRESHOLD >> 20,
+        MALLOC_TRIM_THRESHOLD >> 20,
+    )
     return done
 
 
@@ -246,17 +278,32 @@ def plan_batch(activation_elements: int, batch_size: int, device: torch.device) 
     if free is not None and per_sample > free:
         raise SimulationMemoryError(
             f"one sample needs {per_sample / 2**20:.0f} MiB of activations per time step but only "
-            f"{free / 2**20:.0f} MiB are free on {device}; use a smaller input or a device with more memory")
+            f"{free / 2**20:.0f} MiB are free on {device}; use a smaller input or a device with more memory"
+        )
     return int(max(1, min(batch_size, DEFAULT_CHUNK_BYTES // per_sample)))
 
 
 @torch.no_grad()
-def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch_size: int = 256,
-             encoding: str = "analog", seed: int = 0, device: str | torch.device = "cpu", layer_names: dict[str, str] | None = None,
-             activation_elements: int = 0, per_neuron: bool = False, progress: bool = True,
-             chunk: int | None = None, fan_out: dict[str, torch.Tensor] | None = None, sink=None,
-             trace: dict[str, torch.Tensor] | None = None, largest_activation: int = 0,
-             count: bool = True) -> SimulationResult:
+def simulate(
+    network: nn.Module,
+    x: torch.Tensor,
+    timesteps: list[int],
+    *,
+    batch_size: int = 256,
+    encoding: str = "analog",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    layer_names: dict[str, str] | None = None,
+    activation_elements: int = 0,
+    per_neuron: bool = False,
+    progress: bool = True,
+    chunk: int | None = None,
+    fan_out: dict[str, torch.Tensor] | None = None,
+    sink=None,
+    trace: dict[str, torch.Tensor] | None = None,
+    largest_activation: int = 0,
+    count: bool = True,
+) -> SimulationResult:
     """Simulate ``network`` on ``x`` (the ANN's layout, [N, ...]) up to max(timesteps).
 
     ``encoding="analog"`` feeds ``x`` as a constant current; ``"poisson"`` feeds Bernoulli spikes
@@ -268,25 +315,36 @@ def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch
     `memory_format_for`'s layout; the network's 4-D weights are put in the same layout. On the
     CPU the first simulation of a process raises glibc's malloc thresholds (`tune_cpu_allocator`).
     """
-    steps = max(timesteps)
-    wanted = sorted(set(timesteps))
+    wanted = check_timesteps(timesteps)
+    steps = wanted[-1]
     batch_size = plan_batch(activation_elements, batch_size, torch.device(device))  # before any hook is attached
     layout = memory_format_for(x, device)
     if torch.device(device).type == "cpu":
         tune_cpu_allocator()
     network = network.to(device=device, memory_format=layout).eval()
-    counter = _SpikeCounter(network, layer_names or {}, steps, per_neuron, fan_out=fan_out, snapshots=tuple(wanted),
-                            sink=sink, trace=trace, enabled=count)
+    counter = _SpikeCounter(
+        network,
+        layer_names or {},
+        steps,
+        per_neuron,
+        fan_out=fan_out,
+        snapshots=tuple(wanted),
+        sink=sink,
+        trace=trace,
+        enabled=count,
+    )
     outputs: dict[int, list[torch.Tensor]] = {t: [] for t in wanted}
     gen = torch.Generator(device="cpu").manual_seed(seed)
     n = x.shape[0]
     try:
-        for start in progress_bar(range(0, n, batch_size), desc=f"simulating T={steps}", enabled=progress,
-                                  total=math.ceil(n / batch_size)):
-            xb = x[start:start + batch_size].to(device).contiguous(memory_format=layout)
+        for start in progress_bar(
+            range(0, n, batch_size), desc=f"simulating T={steps}", enabled=progress, total=math.ceil(n / batch_size)
+        ):
+            xb = x[start : start + batch_size].to(device).contiguous(memory_format=layout)
             functional.reset_net(network)
-            tc = chunk or chunk_length(activation_elements, xb.shape[0], steps, largest_elements=largest_activation,
-                                       device=device)
+            tc = chunk or chunk_length(
+                activation_elements, xb.shape[0], steps, largest_elements=largest_activation, device=device
+            )
             counter.start_batch(xb)
             for t0 in range(0, steps, tc):
                 length = min(tc, steps - t0)
@@ -304,5 +362,6 @@ def simulate(network: nn.Module, x: torch.Tensor, timesteps: list[int], *, batch
             functional.reset_net(network)
     finally:
         counter.close()
-    return SimulationResult(outputs={t: torch.cat(v).cpu().numpy() for t, v in outputs.items()}, spikes=counter.record(),
-                            samples=n)
+    return SimulationResult(
+        outputs={t: torch.cat(v).cpu().numpy() for t, v in outputs.items()}, spikes=counter.record(), samples=n
+    )

@@ -12,6 +12,7 @@ then converts each with ``conversion_type="population"`` at several population s
 prints accuracy vs timesteps next to the Keras model's accuracy. Takes about a minute
 (training ~30 s, one ONNX export per model, then a few seconds per conversion and simulation).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,9 @@ def train(out: Path) -> None:
     lstm = keras.Model(seq, out_lstm, name="lstm")
 
     for model, x, epochs in ((mlp, x_tr, 60), (lstm, x_tr.reshape(-1, 8, 8), 60)):
-        model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
         model.fit(x, y_tr, batch_size=32, epochs=epochs, verbose=0)
         x_test = x_te if model is mlp else x_te.reshape(-1, 8, 8)
         _, acc = model.evaluate(x_test, y_te, verbose=0)
@@ -71,8 +74,15 @@ def train_in_child(out: Path) -> None:
     subprocess.run([sys.executable, __file__, "--train", str(out)], check=True, timeout=600)
 
 
-def compare(path: Path, x_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, sizes: list[int], timesteps: list[int],
-            mismatch: str) -> list[dict]:
+def compare(
+    path: Path,
+    x_tr: np.ndarray,
+    x_te: np.ndarray,
+    y_te: np.ndarray,
+    sizes: list[int],
+    timesteps: list[int],
+    mismatch: str,
+) -> list[dict]:
     import bridges
     import convert2snn
 
@@ -82,11 +92,24 @@ def compare(path: Path, x_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, si
     rows = []
     for n in sizes:
         t0 = time.perf_counter()
-        snn = convert2snn.convert(str(onnx_path), conversion_type="population", calibration_data=x_tr[:500], n=n,
-                                  mismatch=mismatch, progress=False)
+        snn = convert2snn.convert(
+            str(onnx_path),
+            conversion_type="population",
+            calibration_data=x_tr[:500],
+            n=n,
+            mismatch=mismatch,
+            progress=False,
+        )
         result = snn.evaluate(x_te, y_te, timesteps=timesteps)
-        rows.append({"n": n, "neurons": sum(snn.neuron_counts().values()), "ann": result.ann_accuracy,
-                     "accuracy": dict(zip(result.timesteps, result.accuracy)), "seconds": time.perf_counter() - t0})
+        rows.append(
+            {
+                "n": n,
+                "neurons": sum(snn.neuron_counts().values()),
+                "ann": result.ann_accuracy,
+                "accuracy": dict(zip(result.timesteps, result.accuracy)),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
     return rows
 
 
@@ -94,8 +117,11 @@ def table(title: str, rows: list[dict], timesteps: list[int]) -> str:
     head = f"{'n':>4} {'neurons':>8} " + " ".join(f"{'T=' + str(t):>7}" for t in timesteps) + f" {'time':>6}"
     lines = [f"\n{title}: Keras (ANN) accuracy {100 * rows[0]['ann']:.2f} %", head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['n']:>4} {r['neurons']:>8} " + " ".join(f"{100 * r['accuracy'][t]:>7.2f}" for t in timesteps)
-                     + f" {r['seconds']:>5.1f}s")
+        lines.append(
+            f"{r['n']:>4} {r['neurons']:>8} "
+            + " ".join(f"{100 * r['accuracy'][t]:>7.2f}" for t in timesteps)
+            + f" {r['seconds']:>5.1f}s"
+        )
     return "\n".join(lines)
 
 
@@ -119,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         ts = sorted(args.timesteps)
         mlp = compare(models / "mlp.keras", x_tr, x_te, y_te, args.n, ts, args.mismatch)
         print(table(f"MLP (sigmoid + tanh), mismatch={args.mismatch}", mlp, ts))
-        lstm = compare(models / "lstm.keras", x_tr.reshape(-1, 8, 8), x_te.reshape(-1, 8, 8), y_te, args.n, ts,
-                       args.mismatch)
+        lstm = compare(
+            models / "lstm.keras", x_tr.reshape(-1, 8, 8), x_te.reshape(-1, 8, 8), y_te, args.n, ts, args.mismatch
+        )
         print(table(f"LSTM (digits rows as 8 steps), mismatch={args.mismatch}", lstm, ts))
     return 0
 

@@ -15,6 +15,7 @@
    and the 45 nm energy estimate relative to the ANN — and saves a plot of accuracy against
    spikes per neuron (``--plot``) and every number as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -63,8 +63,13 @@ def plot(rows: list[dict], ann_accuracy: float, path: Path, title: str) -> None:
         pts = [r for r in rows if r["scheme"] == label]
         ax.plot([r["spikes_per_neuron"] for r in pts], [100 * r["accuracy"] for r in pts], "o-", label=label)
         for r in pts:
-            ax.annotate(f"T={r['timesteps']}", (r["spikes_per_neuron"], 100 * r["accuracy"]), fontsize=6,
-                        xytext=(2, -8), textcoords="offset points")
+            ax.annotate(
+                f"T={r['timesteps']}",
+                (r["spikes_per_neuron"], 100 * r["accuracy"]),
+                fontsize=6,
+                xytext=(2, -8),
+                textcoords="offset points",
+            )
     ax.axhline(100 * ann_accuracy, color="k", ls="--", lw=1, label=f"ANN {100 * ann_accuracy:.2f} %")
     ax.axhline(100 * ann_accuracy - 1, color="gray", ls=":", lw=1, label="ANN − 1 pp")
     ax.set_xscale("log")
@@ -80,8 +85,15 @@ def plot(rows: list[dict], ann_accuracy: float, path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=None, help="a saved Keras (.keras/.h5) or .onnx model (default: train the digits CNN)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a saved Keras (.keras/.h5) or .onnx model (default: train the digits CNN)",
+    )
     p.add_argument("--data", default=None, help="MNIST-style .npz for --model (default sklearn digits)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: train_example.py's)")
     p.add_argument("--reuse", action="store_true", help="reuse OUT/model.keras instead of training")
@@ -95,12 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     model = args.model or ensure_digits_model(out, args.reuse)
 
-    import convert2snn  # after training: no TensorFlow in this process
     import bridges
+    import convert2snn  # after training: no TensorFlow in this process
 
     d = load_data(args.data)
-    x_cal = d["x_train"][:args.calibration]
-    x, y = d["x_test"][:args.limit], d["y_test"][:args.limit]
+    x_cal = d["x_train"][: args.calibration]
+    x, y = d["x_test"][: args.limit], d["y_test"][: args.limit]
     source = model
     if model.suffix != ".onnx":
         source = Path(tempfile.mkdtemp()) / "model.onnx"
@@ -116,27 +128,45 @@ def main(argv: list[str] | None = None) -> int:
         res = snn.evaluate(x, y, timesteps=ts, correlation=False)
         ann_accuracy = res.ann_accuracy
         for i, t in enumerate(res.timesteps):
-            rows.append({"scheme": label, "conversion_type": kind, "options": options, "timesteps": t,
-                         "accuracy": res.accuracy[i], "ann_accuracy": res.ann_accuracy,
-                         "spikes_per_neuron": res.spikes_per_neuron[i], "sops": res.sops[i],
-                         "energy_ratio": res.snn_energy_pj[i] / res.ann_energy_pj})
+            rows.append(
+                {
+                    "scheme": label,
+                    "conversion_type": kind,
+                    "options": options,
+                    "timesteps": t,
+                    "accuracy": res.accuracy[i],
+                    "ann_accuracy": res.ann_accuracy,
+                    "spikes_per_neuron": res.spikes_per_neuron[i],
+                    "sops": res.sops[i],
+                    "energy_ratio": res.snn_energy_pj[i] / res.ann_energy_pj,
+                }
+            )
         print(f"      {label}: {time.perf_counter() - start:.1f} s", flush=True)
 
     dataset = "sklearn digits" if args.data is None else Path(args.data).name
     print()
     print(f"{dataset}, {model.name}: {len(x)} test images; ANN accuracy {100 * ann_accuracy:.2f} %")
-    head = f"{'scheme':<20} | {'T':>4} | {'SNN acc %':>9} | {'ANN-SNN pp':>10} | {'spikes/neuron':>13} | {'SOPs':>10} | {'E_SNN/E_ANN':>11}"
+    head = (
+        f"{'scheme':<20} | {'T':>4} | {'SNN acc %':>9} | {'ANN-SNN pp':>10} | {'spikes/neuron':>13} | {'SOPs':>10} | "
+        f"{'E_SNN/E_ANN':>11}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['scheme']:<20} | {r['timesteps']:>4} | {100 * r['accuracy']:>9.2f} | "
-              f"{100 * (r['ann_accuracy'] - r['accuracy']):>10.2f} | {r['spikes_per_neuron']:>13.3f} | "
-              f"{r['sops']:>10.3g} | {r['energy_ratio']:>11.3f}")
+        print(
+            f"{r['scheme']:<20} | {r['timesteps']:>4} | {100 * r['accuracy']:>9.2f} | "
+            f"{100 * (r['ann_accuracy'] - r['accuracy']):>10.2f} | {r['spikes_per_neuron']:>13.3f} | "
+            f"{r['sops']:>10.3g} | {r['energy_ratio']:>11.3f}"
+        )
     path = args.plot or out / "temporal_vs_rate.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     plot(rows, ann_accuracy, path, f"{dataset}: accuracy vs spikes, same ANN")
-    (out / "temporal_example.json").write_text(json.dumps({"dataset": dataset, "model": str(model), "samples": len(x),
-                                                           "ann_accuracy": ann_accuracy, "rows": rows}, indent=1))
+    (out / "temporal_example.json").write_text(
+        json.dumps(
+            {"dataset": dataset, "model": str(model), "samples": len(x), "ann_accuracy": ann_accuracy, "rows": rows},
+            indent=1,
+        )
+    )
     print(f"\nplot: {path}\nresults: {out / 'temporal_example.json'}\ntotal {time.perf_counter() - t0:.1f} s")
     return 0
 

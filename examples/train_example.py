@@ -17,6 +17,7 @@ The model: Conv2D(16, 3, same) → BatchNorm → ReLU → Conv2D(32, 3, relu) �
 Flatten → Dense(64, relu) → Dense(10, softmax). BatchNorm is folded into the convolution by the
 converter; the final softmax is dropped (argmax is unchanged).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,18 +86,23 @@ def train_child(args: argparse.Namespace) -> None:
     x = keras.layers.Dense(64, activation="relu", name="fc1")(x)
     out = keras.layers.Dense(classes, activation="softmax", name="logits")(x)
     model = keras.Model(inp, out, name="digits_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(args.lr), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    print(f"[train] {model.count_params()} parameters; {len(x_tr)} training / {len(x_te)} test images, "
-          f"{args.epochs} epochs", flush=True)
+    model.compile(
+        optimizer=keras.optimizers.Adam(args.lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    print(
+        f"[train] {model.count_params()} parameters; {len(x_tr)} training / {len(x_te)} test images, "
+        f"{args.epochs} epochs",
+        flush=True,
+    )
     start = time.perf_counter()
     model.fit(x_tr, y_tr, batch_size=args.train_batch, epochs=args.epochs, shuffle=True, verbose=2)
     _, acc = model.evaluate(x_te, y_te, verbose=0)
     seconds = time.perf_counter() - start
     path = Path(args.out) / "model.keras"
     model.save(path)
-    (Path(args.out) / "train.json").write_text(json.dumps({"keras_test_accuracy": float(acc), "seconds": seconds,
-                                                           "epochs": args.epochs, "seed": args.seed}))
+    (Path(args.out) / "train.json").write_text(
+        json.dumps({"keras_test_accuracy": float(acc), "seconds": seconds, "epochs": args.epochs, "seed": args.seed})
+    )
     print(f"[train] Keras test accuracy {100 * acc:.2f} % after {seconds:.1f} s; saved {path}", flush=True)
 
 
@@ -125,9 +131,13 @@ def plot_accuracy(result, path: Path, title: str) -> None:
 
 # -- steps 2 and 3: conversion and evaluation (this process; no TensorFlow here) -----------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", type=Path, default=None, help=f"output directory (default {default_out_dir()})")
-    p.add_argument("--data", default=None, help="MNIST-style .npz (x_train, y_train, x_test, y_test); default sklearn digits")
+    p.add_argument(
+        "--data", default=None, help="MNIST-style .npz (x_train, y_train, x_test, y_test); default sklearn digits"
+    )
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default 30 for digits, 3 for --data)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--train-batch", type=int, default=32)
@@ -155,28 +165,52 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse and model_path.exists():
         print(f"[1/3] reusing {model_path}", flush=True)
     else:
-        print(f"[1/3] training a Keras CNN on {dataset} in a child process (seed {args.seed}, {args.epochs} epochs)",
-              flush=True)
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--train-child", "--out", str(args.out),
-               "--epochs", str(args.epochs), "--lr", str(args.lr), "--train-batch", str(args.train_batch),
-               "--seed", str(args.seed)] + (["--data", str(args.data)] if args.data else [])
+        print(
+            f"[1/3] training a Keras CNN on {dataset} in a child process (seed {args.seed}, {args.epochs} epochs)",
+            flush=True,
+        )
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--train-child",
+            "--out",
+            str(args.out),
+            "--epochs",
+            str(args.epochs),
+            "--lr",
+            str(args.lr),
+            "--train-batch",
+            str(args.train_batch),
+            "--seed",
+            str(args.seed),
+        ] + (["--data", str(args.data)] if args.data else [])
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         subprocess.run(cmd, check=True, env=env)
 
     import convert2snn  # after training: this process never imports TensorFlow
 
     d = load_data(args.data, args.seed)
-    x_cal = d["x_train"][:args.calibration]
-    x_test, y_test = d["x_test"][:args.limit], d["y_test"][:args.limit]
-    print(f"[2/3] converting {model_path.name} (rate coding, percentile {args.percentile}, "
-          f"{len(x_cal)} calibration images)", flush=True)
+    x_cal = d["x_train"][: args.calibration]
+    x_test, y_test = d["x_test"][: args.limit], d["y_test"][: args.limit]
+    print(
+        f"[2/3] converting {model_path.name} (rate coding, percentile {args.percentile}, "
+        f"{len(x_cal)} calibration images)",
+        flush=True,
+    )
     t1 = time.perf_counter()
-    snn = convert2snn.convert(str(model_path), conversion_type="rate", calibration_data=x_cal,
-                              percentile=args.percentile, progress=not args.quiet)
+    snn = convert2snn.convert(
+        str(model_path),
+        conversion_type="rate",
+        calibration_data=x_cal,
+        percentile=args.percentile,
+        progress=not args.quiet,
+    )
     t_convert = time.perf_counter() - t1
     neurons = snn.neuron_counts()
-    print(f"      converted in {t_convert:.1f} s: {sum(neurons.values())} spiking neurons in {len(neurons)} layers",
-          flush=True)
+    print(
+        f"      converted in {t_convert:.1f} s: {sum(neurons.values())} spiking neurons in {len(neurons)} layers",
+        flush=True,
+    )
 
     timesteps = sorted(set(args.timesteps))
     print(f"[3/3] simulating {len(x_test)} test images up to T={max(timesteps)} (one run serves every T)", flush=True)

@@ -3,6 +3,7 @@
 Without a GPU, Triton kernels run in Triton's interpreter on CPU tensors, so the kernel tests
 (`tests/convert2snn/test_kernels.py`) check them against the torch reference everywhere.
 """
+
 import os
 
 import torch

@@ -4,6 +4,7 @@ Run as ``python tests/fuzz_keras_models.py OUT_DIR FIRST_SEED COUNT``. For every
 ``model_<seed>.onnx`` (through the product's own export code), and ``data_<seed>.npz`` with the
 random inputs ``x`` (NHWC) and the Keras outputs ``y``. TensorFlow is imported only here.
 """
+
 import json
 import sys
 
@@ -21,14 +22,19 @@ def random_model(seed: int):
     inp = keras.Input((size, size, channels))
     x = inp
     described = []
-    for block in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(1, 4))):
         kind = rng.choice(["conv", "residual", "concat", "depthwise", "pad_conv"])
         filters = int(rng.integers(2, 9))
         act = rng.choice(["relu", "relu6"])
         activation = (lambda t: layers.ReLU()(t)) if act == "relu" else (lambda t: layers.ReLU(6.0)(t))
         if kind == "conv":
             stride = int(rng.choice([1, 2])) if x.shape[1] >= 4 else 1
-            x = layers.Conv2D(filters, int(rng.choice([1, 3])), strides=stride, padding=str(rng.choice(["same", "valid"])) if x.shape[1] > 3 else "same")(x)
+            x = layers.Conv2D(
+                filters,
+                int(rng.choice([1, 3])),
+                strides=stride,
+                padding=str(rng.choice(["same", "valid"])) if x.shape[1] > 3 else "same",
+            )(x)
             if rng.random() < 0.5:
                 x = layers.BatchNormalization()(x)
             x = activation(x)
@@ -89,9 +95,9 @@ def random_model(seed: int):
 
 def main(out_dir: str, first: int, count: int) -> None:
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
-    from bridges._keras_child import _silence_tensorflow, export
+    from bridges.keras_child import export, silence_tensorflow
 
-    _silence_tensorflow()
+    silence_tensorflow()
     index = {}
     for seed in range(first, first + count):
         model, described, shape, rng = random_model(seed)

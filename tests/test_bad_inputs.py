@@ -1,6 +1,7 @@
 """The bad-input catalogue: every mistake a user can make gets a specific exception class and a
 message naming the offending thing, raised before any slow work (never a KeyError/IndexError
 from inside a dependency)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,8 +12,7 @@ from onnx import TensorProto, helper
 from torch import nn
 
 import convert2snn
-from convert2snn import (ConversionError, InvalidInputError, SimulationMemoryError, UnsupportedLayerError,
-                         simulate)
+from convert2snn import ConversionError, InvalidInputError, SimulationMemoryError, UnsupportedLayerError, simulate
 
 from .convert2snn.nets import SmallCNN
 
@@ -31,12 +31,16 @@ def files(tmp_path_factory):
     (d / "zip.keras").write_bytes(b"this is not a zip archive")
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])
-    good = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
-                             opset_imports=[helper.make_opsetid("", 17)])
+    good = helper.make_model(
+        helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     data = good.SerializeToString()
     (d / "cut.onnx").write_bytes(data[: len(data) // 2])
-    odd = helper.make_model(helper.make_graph([helper.make_node("Hardmax", ["x"], ["y"], name="hm")], "g", [x], [y]),
-                            opset_imports=[helper.make_opsetid("", 17)])
+    odd = helper.make_model(
+        helper.make_graph([helper.make_node("Hardmax", ["x"], ["y"], name="hm")], "g", [x], [y]),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     onnx.save(odd, str(d / "hardmax.onnx"))
     (d / "junk.c2s").write_bytes(b"\x00junk" * 10)
     return d
@@ -57,57 +61,134 @@ def _sigmoid_net():
 
 CATALOGUE = [
     # (id, call(snn, files), exception class, key words of the message)
-    ("missing model file", lambda s, f: convert2snn.convert(f / "nothere.onnx", calibration_data=X),
-     InvalidInputError, ["nothere.onnx", "does not exist"]),
-    ("not a model", lambda s, f: convert2snn.convert(f / "notes.txt", calibration_data=X),
-     InvalidInputError, ["notes.txt", "unknown model format"]),
-    ("truncated ONNX", lambda s, f: convert2snn.convert(f / "cut.onnx", calibration_data=X),
-     InvalidInputError, ["cut.onnx", "not a readable ONNX model", "truncated"]),
-    (".keras that is not a Keras archive", lambda s, f: convert2snn.convert(f / "zip.keras", calibration_data=X),
-     InvalidInputError, ["zip.keras"]),
-    ("object that is no model", lambda s, f: convert2snn.convert(42, calibration_data=X),
-     InvalidInputError, ["int"]),
-    ("unknown conversion type", lambda s, f: convert2snn.convert(SmallCNN(), "rat", calibration_data=X),
-     InvalidInputError, ["'rat'", "Did you mean 'rate'"]),
-    ("misspelt option", lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=X, percentil=99),
-     InvalidInputError, ["'percentil'", "Did you mean 'percentile'"]),
-    ("option out of range", lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=X, percentile=0),
-     InvalidInputError, ["percentile must be in"]),
-    ("calibration data of the wrong shape",
-     lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=torch.rand(4, 1, 9, 9), example_input=X[:1]),
-     InvalidInputError, ["(1, 9, 9)", "(1, 8, 8)"]),
-    ("calibration data with NaN",
-     lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=torch.where(X > 0.99, float("nan"), X)),
-     InvalidInputError, ["NaN"]),
-    ("empty calibration data", lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=np.zeros((0, 1, 8, 8))),
-     InvalidInputError, ["empty"]),
-    ("calibration data of strings",
-     lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=np.array([["a"]]), example_input=X[:1]),
-     InvalidInputError, ["numeric"]),
-    ("torch module without any input shape", lambda s, f: convert2snn.convert(SmallCNN()),
-     InvalidInputError, ["example input"]),
-    ("labels that do not match the inputs", lambda s, f: s.evaluate(X, np.zeros(5, dtype=int)),
-     InvalidInputError, ["5 labels", "32 inputs"]),
-    ("labels outside the classes", lambda s, f: s.evaluate(X, np.full(32, 9)),
-     InvalidInputError, ["labels must lie in [0, 3]"]),
-    ("one-hot labels of the wrong width", lambda s, f: s.evaluate(X, np.eye(5)[np.zeros(32, dtype=int)]),
-     InvalidInputError, ["one-hot", "(N, 4)"]),
-    ("timesteps that are not positive", lambda s, f: s.evaluate(X, np.zeros(32, dtype=int), timesteps=[0, 8]),
-     InvalidInputError, ["timesteps must be a positive integer"]),
-    ("timesteps as a float", lambda s, f: s.predict(X, timesteps=2.5),
-     InvalidInputError, ["timesteps"]),
-    ("inputs of the wrong shape to predict", lambda s, f: s.predict(torch.rand(3, 1, 7, 7), timesteps=4),
-     InvalidInputError, ["(1, 7, 7)", "(1, 8, 8)"]),
-    ("a layer rate coding cannot represent",
-     lambda s, f: convert2snn.convert(_sigmoid_net(), calibration_data=X),
-     UnsupportedLayerError, ["Sigmoid", "population"]),
-    ("an op the bridge cannot convert", lambda s, f: convert2snn.convert(f / "hardmax.onnx", calibration_data=torch.rand(4, 4)),
-     UnsupportedLayerError, ["'hm'", "Hardmax"]),
-    ("unknown layer in population layer_n",
-     lambda s, f: convert2snn.convert(_sigmoid_net(), "population", calibration_data=X, layer_n={"squish": 4}),
-     InvalidInputError, ["'squish'", "Did you mean 'squash'"]),
-    ("a file that is no SNN", lambda s, f: convert2snn.load(f / "junk.c2s"),
-     InvalidInputError, ["junk.c2s", "not a convert2snn model file"]),
+    (
+        "missing model file",
+        lambda s, f: convert2snn.convert(f / "nothere.onnx", calibration_data=X),
+        InvalidInputError,
+        ["nothere.onnx", "does not exist"],
+    ),
+    (
+        "not a model",
+        lambda s, f: convert2snn.convert(f / "notes.txt", calibration_data=X),
+        InvalidInputError,
+        ["notes.txt", "unknown model format"],
+    ),
+    (
+        "truncated ONNX",
+        lambda s, f: convert2snn.convert(f / "cut.onnx", calibration_data=X),
+        InvalidInputError,
+        ["cut.onnx", "not a readable ONNX model", "truncated"],
+    ),
+    (
+        ".keras that is not a Keras archive",
+        lambda s, f: convert2snn.convert(f / "zip.keras", calibration_data=X),
+        InvalidInputError,
+        ["zip.keras"],
+    ),
+    ("object that is no model", lambda s, f: convert2snn.convert(42, calibration_data=X), InvalidInputError, ["int"]),
+    (
+        "unknown conversion type",
+        lambda s, f: convert2snn.convert(SmallCNN(), "rat", calibration_data=X),
+        InvalidInputError,
+        ["'rat'", "Did you mean 'rate'"],
+    ),
+    (
+        "misspelt option",
+        lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=X, percentil=99),
+        InvalidInputError,
+        ["'percentil'", "Did you mean 'percentile'"],
+    ),
+    (
+        "option out of range",
+        lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=X, percentile=0),
+        InvalidInputError,
+        ["percentile must be in"],
+    ),
+    (
+        "calibration data of the wrong shape",
+        lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=torch.rand(4, 1, 9, 9), example_input=X[:1]),
+        InvalidInputError,
+        ["(1, 9, 9)", "(1, 8, 8)"],
+    ),
+    (
+        "calibration data with NaN",
+        lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=torch.where(X > 0.99, float("nan"), X)),
+        InvalidInputError,
+        ["NaN"],
+    ),
+    (
+        "empty calibration data",
+        lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=np.zeros((0, 1, 8, 8))),
+        InvalidInputError,
+        ["empty"],
+    ),
+    (
+        "calibration data of strings",
+        lambda s, f: convert2snn.convert(SmallCNN(), calibration_data=np.array([["a"]]), example_input=X[:1]),
+        InvalidInputError,
+        ["numeric"],
+    ),
+    (
+        "torch module without any input shape",
+        lambda s, f: convert2snn.convert(SmallCNN()),
+        InvalidInputError,
+        ["example input"],
+    ),
+    (
+        "labels that do not match the inputs",
+        lambda s, f: s.evaluate(X, np.zeros(5, dtype=int)),
+        InvalidInputError,
+        ["5 labels", "32 inputs"],
+    ),
+    (
+        "labels outside the classes",
+        lambda s, f: s.evaluate(X, np.full(32, 9)),
+        InvalidInputError,
+        ["labels must lie in [0, 3]"],
+    ),
+    (
+        "one-hot labels of the wrong width",
+        lambda s, f: s.evaluate(X, np.eye(5)[np.zeros(32, dtype=int)]),
+        InvalidInputError,
+        ["one-hot", "(N, 4)"],
+    ),
+    (
+        "timesteps that are not positive",
+        lambda s, f: s.evaluate(X, np.zeros(32, dtype=int), timesteps=[0, 8]),
+        InvalidInputError,
+        ["timesteps must be a positive integer"],
+    ),
+    ("timesteps as a float", lambda s, f: s.predict(X, timesteps=2.5), InvalidInputError, ["timesteps"]),
+    (
+        "inputs of the wrong shape to predict",
+        lambda s, f: s.predict(torch.rand(3, 1, 7, 7), timesteps=4),
+        InvalidInputError,
+        ["(1, 7, 7)", "(1, 8, 8)"],
+    ),
+    (
+        "a layer rate coding cannot represent",
+        lambda s, f: convert2snn.convert(_sigmoid_net(), calibration_data=X),
+        UnsupportedLayerError,
+        ["Sigmoid", "population"],
+    ),
+    (
+        "an op the bridge cannot convert",
+        lambda s, f: convert2snn.convert(f / "hardmax.onnx", calibration_data=torch.rand(4, 4)),
+        UnsupportedLayerError,
+        ["'hm'", "Hardmax"],
+    ),
+    (
+        "unknown layer in population layer_n",
+        lambda s, f: convert2snn.convert(_sigmoid_net(), "population", calibration_data=X, layer_n={"squish": 4}),
+        InvalidInputError,
+        ["'squish'", "Did you mean 'squash'"],
+    ),
+    (
+        "a file that is no SNN",
+        lambda s, f: convert2snn.load(f / "junk.c2s"),
+        InvalidInputError,
+        ["junk.c2s", "not a convert2snn model file"],
+    ),
 ]
 
 
@@ -127,7 +208,9 @@ def test_catalogue_is_large_enough():
 def test_a_sample_that_cannot_fit_is_refused_before_simulating(snn, monkeypatch):
     monkeypatch.setattr(simulate, "available_memory", lambda device: 1000)
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in snn.network.modules())
-    with pytest.raises(SimulationMemoryError, match=r"one sample needs .* MiB of activations per time step but only 0 MiB"):
+    with pytest.raises(
+        SimulationMemoryError, match=r"one sample needs .* MiB of activations per time step but only 0 MiB"
+    ):
         snn.predict(X, timesteps=4)
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in snn.network.modules()) == hooks
     assert isinstance(SimulationMemoryError("x"), MemoryError)

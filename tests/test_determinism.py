@@ -1,4 +1,5 @@
 """Same seed → bit-identical conversion and simulation on CPU, for every conversion type."""
+
 import pytest
 import torch
 

@@ -1,4 +1,5 @@
 """Data-parallel evaluation under torchrun (2 CPU processes, gloo) equals one process."""
+
 import json
 import os
 import subprocess
@@ -35,8 +36,14 @@ if dist.get_rank() == 0:
 
 def _torchrun(*args, cwd):
     env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *map(str, args)], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +76,30 @@ def test_two_processes_equal_one(workdir):
         np.testing.assert_allclose(got["result"]["layer_correlation"][layer], rs, rtol=1e-9)
     hist = snn.spike_counts(x, timesteps=16, mode=1)
     assert got["hist"] == {k: v.tolist() for k, v in hist.items()}
-    np.testing.assert_array_equal(np.array(got["predict"], dtype=np.float32), snn.predict(x, timesteps=16, batch_size=10))
+    np.testing.assert_array_equal(
+        np.array(got["predict"], dtype=np.float32), snn.predict(x, timesteps=16, batch_size=10)
+    )
 
 
 def test_cli_evaluate_under_torchrun_reports_once(workdir):
     d, snn, x, y = workdir
-    proc = _torchrun("-m", "convert2snn", "evaluate", "snn.c2s", "--data", "data.npz", "-T", "4", "16",
-                     "--batch-size", "10", "--json", "cli.json", "--quiet", cwd=d)
+    proc = _torchrun(
+        "-m",
+        "convert2snn",
+        "evaluate",
+        "snn.c2s",
+        "--data",
+        "data.npz",
+        "-T",
+        "4",
+        "16",
+        "--batch-size",
+        "10",
+        "--json",
+        "cli.json",
+        "--quiet",
+        cwd=d,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert proc.stdout.count("ANN accuracy:") == 1, proc.stdout  # printed by rank 0 only
     assert "(40 samples)" in proc.stdout

@@ -4,6 +4,7 @@ For every model: the bridged torch graph reproduces Keras (≤ 1e-4 of the outpu
 the rate-converted SNN (max normalisation) converges to the ANN as T grows. 25 models run by
 default; ``pytest -m slow`` adds 200 more.
 """
+
 import json
 import subprocess
 import sys
@@ -23,8 +24,9 @@ DEFAULT, SLOW = (0, 25), (1000, 200)
 
 def _build(tmp_path_factory, first: int, count: int) -> Path:
     d = tmp_path_factory.mktemp(f"fuzz{first}")
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(d), str(first), str(count)], capture_output=True,
-                          text=True, timeout=3000)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(d), str(first), str(count)], capture_output=True, text=True, timeout=3000
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return d
 

@@ -4,6 +4,7 @@ onnx2torch refuses asymmetric ``pads`` on ConvTranspose. A transposed convolutio
 (b, e) on an axis is the unpadded one with b elements cropped at the start and e at the end,
 so we emit ConvTranspose(padding=0) followed by a crop (a `Pad` with negative widths).
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """ONNX GlobalMaxPool (Keras GlobalMaxPooling*) → adaptive max pooling to size 1."""
+
 from __future__ import annotations
 
 from onnx2torch.node_converters.registry import add_converter
@@ -15,5 +16,7 @@ def global_max_pool(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResul
     info = graph.value_info.get(node.input_values[0])
     rank = len(info.type.tensor_type.shape.dim) if info is not None else 0
     if rank not in (3, 4, 5):
-        raise NotImplementedError(f"GlobalMaxPool node '{node.name}': input rank {rank or 'unknown'} (1-3 spatial axes supported)")
+        raise NotImplementedError(
+            f"GlobalMaxPool node '{node.name}': input rank {rank or 'unknown'} (1-3 spatial axes supported)"
+        )
     return OperationConverterResult(torch_module=_ADAPTIVE_MAX[rank - 2](1), onnx_mapping=onnx_mapping_from_node(node))

@@ -4,6 +4,7 @@ The gates are separate modules (``input_gate``, ``forget_gate``, ``cell_gate``,
 ``output_gate``, ``cell_activation``) so that the population conversion can swap them for
 population-coded neurons without touching the recurrence.
 """
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,16 @@ class LSTM(nn.Module):
     ``layout=1`` Y is [B, T, dirs, H] and Y_h/Y_c are [B, dirs, H].
     """
 
-    def __init__(self, W: torch.Tensor, R: torch.Tensor, B: torch.Tensor | None, P: torch.Tensor | None,
-                 direction: str = "forward", layout: int = 0, activations: tuple[str, str, str] = ("Sigmoid", "Tanh", "Tanh")):
+    def __init__(
+        self,
+        W: torch.Tensor,
+        R: torch.Tensor,
+        B: torch.Tensor | None,
+        P: torch.Tensor | None,
+        direction: str = "forward",
+        layout: int = 0,
+        activations: tuple[str, str, str] = ("Sigmoid", "Tanh", "Tanh"),
+    ):
         super().__init__()
         dirs, four_h, _ = W.shape
         self.hidden_size = four_h // 4
@@ -34,15 +43,16 @@ class LSTM(nn.Module):
         self.weight_ih = nn.Parameter(W.clone().float())
         self.weight_hh = nn.Parameter(R.clone().float())
         bias = torch.zeros(dirs, 8 * self.hidden_size) if B is None else B.clone().float()
-        self.bias = nn.Parameter(bias[:, : 4 * self.hidden_size] + bias[:, 4 * self.hidden_size:])
+        self.bias = nn.Parameter(bias[:, : 4 * self.hidden_size] + bias[:, 4 * self.hidden_size :])
         self.peephole = None if P is None else nn.Parameter(P.clone().float())
         f, g, h = (_ACTIVATIONS[a] for a in activations)
         self.input_gate, self.forget_gate, self.output_gate = f(), f(), f()
         self.cell_gate = g()
         self.cell_activation = h()
 
-    def _run(self, x: torch.Tensor, d: int, h: torch.Tensor, c: torch.Tensor, lens: torch.Tensor | None,
-             reverse: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _run(
+        self, x: torch.Tensor, d: int, h: torch.Tensor, c: torch.Tensor, lens: torch.Tensor | None, reverse: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         steps = x.shape[0]
         gates_x = torch.matmul(x, self.weight_ih[d].t()) + self.bias[d]  # [T, B, 4H], input part once
         H = self.hidden_size
@@ -50,15 +60,15 @@ class LSTM(nn.Module):
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         for t in order:
             z = gates_x[t] + h @ self.weight_hh[d].t()
-            zi, zo, zf, zc = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
+            zi, zo, zf, zc = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
             if self.peephole is not None:
                 zi = zi + self.peephole[d, :H] * c
-                zf = zf + self.peephole[d, 2 * H:] * c
+                zf = zf + self.peephole[d, 2 * H :] * c
             i = self.input_gate(zi)
             f = self.forget_gate(zf)
             c_new = f * c + i * self.cell_gate(zc)
             if self.peephole is not None:
-                zo = zo + self.peephole[d, H:2 * H] * c_new
+                zo = zo + self.peephole[d, H : 2 * H] * c_new
             o = self.output_gate(zo)
             h_new = o * self.cell_activation(c_new)
             if lens is not None:
@@ -71,8 +81,13 @@ class LSTM(nn.Module):
             h, c = h_new, c_new
         return torch.stack(ys), h, c
 
-    def forward(self, x: torch.Tensor, sequence_lens: torch.Tensor | None = None, initial_h: torch.Tensor | None = None,
-                initial_c: torch.Tensor | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        sequence_lens: torch.Tensor | None = None,
+        initial_h: torch.Tensor | None = None,
+        initial_c: torch.Tensor | None = None,
+    ):
         if self.layout == 1:
             x = x.transpose(0, 1)
             initial_h = None if initial_h is None else initial_h.transpose(0, 1)
@@ -111,7 +126,9 @@ def lstm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
         raise NotImplementedError(f"LSTM node '{name}': input_forget=1 (coupled gates) is not supported")
     acts = [a if isinstance(a, str) else a.decode() for a in attrs.get("activations", ["Sigmoid", "Tanh", "Tanh"])]
     if len(acts) not in (3, 6) or any(a not in _ACTIVATIONS for a in acts) or (len(acts) == 6 and acts[:3] != acts[3:]):
-        raise NotImplementedError(f"LSTM node '{name}': activations {acts} (supported: Sigmoid, Tanh, Relu, the same in both directions)")
+        raise NotImplementedError(
+            f"LSTM node '{name}': activations {acts} (supported: Sigmoid, Tanh, Relu, the same in both directions)"
+        )
     inputs = list(node.input_values) + [""] * (8 - len(node.input_values))
 
     def const(i: int) -> torch.Tensor | None:
@@ -122,8 +139,15 @@ def lstm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
             raise NotImplementedError(f"LSTM node '{name}': input {i} ('{value}') must be a constant")
         return graph.initializers[value].to_torch()
 
-    module = LSTM(const(1), const(2), const(3), const(7), direction=attrs.get("direction", "forward"),
-                  layout=attrs.get("layout", 0), activations=tuple(acts[:3]))
+    module = LSTM(
+        const(1),
+        const(2),
+        const(3),
+        const(7),
+        direction=attrs.get("direction", "forward"),
+        layout=attrs.get("layout", 0),
+        activations=tuple(acts[:3]),
+    )
     dynamic = [inputs[0]] + [inputs[i] for i in (4, 5, 6)]
     while dynamic and not dynamic[-1]:
         dynamic.pop()

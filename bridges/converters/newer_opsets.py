@@ -8,13 +8,14 @@ Resize's antialiasing, Reduce*'s axes as an input), the added behaviour is refus
 message when it is used, so nothing is silently approximated. ``onnx.version_converter``
 cannot do this instead: it has no downgrade adapters for Pad or ConstantOfShape.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
-from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription, add_converter, get_converter
+from onnx2torch.node_converters.registry import add_converter, get_converter
 from onnx2torch.onnx_graph import OnnxGraph
 from onnx2torch.onnx_node import OnnxNode
 from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
@@ -37,8 +38,17 @@ def _alias(op: str, versions: tuple[int, ...], known: int, guard: Guard | None =
         return base(node, graph)
 
     for version in versions:
-        if OperationDescription(domain="", operation_type=op, version=version) not in _CONVERTER_REGISTRY:
+        if not _registered(op, version):
             add_converter(operation_type=op, version=version)(convert)
+
+
+def _registered(op: str, version: int) -> bool:
+    """True when onnx2torch already has a converter for ``op`` at ``version`` (asked through its public lookup)."""
+    try:
+        get_converter(op, version)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _pad_guard(node: OnnxNode, graph: OnnxGraph) -> None:
@@ -70,9 +80,16 @@ def _split_guard(node: OnnxNode, graph: OnnxGraph) -> None:
 
 # type-only extensions
 for _op, _versions, _known in [
-    ("Constant", (19, 21), 13), ("Reshape", (19, 21), 14), ("Shape", (19, 21), 15), ("Cast", (19, 21), 13),
-    ("Identity", (19, 21), 16), ("Flatten", (21,), 13), ("Transpose", (21,), 13), ("Squeeze", (21,), 13),
-    ("Unsqueeze", (21,), 13), ("ConstantOfShape", (20, 21), 9),
+    ("Constant", (19, 21), 13),
+    ("Reshape", (19, 21), 14),
+    ("Shape", (19, 21), 15),
+    ("Cast", (19, 21), 13),
+    ("Identity", (19, 21), 16),
+    ("Flatten", (21,), 13),
+    ("Transpose", (21,), 13),
+    ("Squeeze", (21,), 13),
+    ("Unsqueeze", (21,), 13),
+    ("ConstantOfShape", (20, 21), 9),
 ]:
     _alias(_op, _versions, _known)
 _alias("Pad", (18, 19, 21), 13, _pad_guard)
@@ -103,7 +120,8 @@ def reduce_with_axes_input(node: OnnxNode, graph: OnnxGraph) -> OperationConvert
     if not axes and node.attributes.get("noop_with_empty_axes", 0):
         _refuse(node, "noop_with_empty_axes=1")
     return OperationConverterResult(
-        torch_module=OnnxReduceStaticAxes(operation_type=node.operation_type, axes=axes,
-                                          keepdims=node.attributes.get("keepdims", 1)),
+        torch_module=OnnxReduceStaticAxes(
+            operation_type=node.operation_type, axes=axes, keepdims=node.attributes.get("keepdims", 1)
+        ),
         onnx_mapping=OnnxMapping(inputs=(node.input_values[0],), outputs=node.output_values),
     )

@@ -1,4 +1,5 @@
 """`replace_converter`: like onnx2torch's `add_converter`, for ops it already handles partially."""
+
 from __future__ import annotations
 
 from onnx import defs

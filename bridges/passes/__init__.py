@@ -1,4 +1,5 @@
 """Canonicalisation rules, one small file per family; importing the package registers them."""
+
 from . import affine, layers, recurrent, shapes, unit_axes, upsampling  # noqa: F401
 from .core import PassContext, rule, run_rules
 

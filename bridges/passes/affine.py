@@ -1,4 +1,5 @@
 """Constants, MatMul → Linear, arithmetic with constants → Affine, BatchNorm and Affine folding."""
+
 from __future__ import annotations
 
 import operator
@@ -11,20 +12,26 @@ from onnx2torch.node_converters.matmul import OnnxMatMul
 from onnx2torch.node_converters.sum import OnnxSum
 from torch import fx, nn
 
-from ..fold import CONV_TRANSPOSE_TYPES as _CONVT_TYPES
-from ..fold import CONV_TYPES as _CONV_TYPES
-from ..fold import WEIGHTED_TYPES, fold_input_scale, fold_output_affine
+from ..fold import fold_input_scale, fold_output_affine
 from ..modules import Affine, Pad, Permute, Reshape
-from .core import PassContext, rule, single_user
-
+from ..ops import CONV, CONV_TRANSPOSE, WEIGHTED
+from .core import PassContext, round_pass, rule, single_user
 
 
 def _binary_kind(ctx: PassContext, node: fx.Node) -> str | None:
     if node.op == "call_module":
         fn = ctx.module(node).math_op_function
         return {torch.add: "add", torch.sub: "sub", torch.mul: "mul"}.get(fn, "div")
-    return {operator.add: "add", torch.add: "add", operator.sub: "sub", torch.sub: "sub", operator.mul: "mul",
-            torch.mul: "mul", operator.truediv: "div", torch.div: "div"}.get(node.target)
+    return {
+        operator.add: "add",
+        torch.add: "add",
+        operator.sub: "sub",
+        torch.sub: "sub",
+        operator.mul: "mul",
+        torch.mul: "mul",
+        operator.truediv: "div",
+        torch.div: "div",
+    }.get(node.target)
 
 
 _CANONICAL_BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
@@ -47,8 +54,17 @@ def _per_sample_constant(ctx: PassContext, const: torch.Tensor, x: fx.Node) -> t
     return const.float()
 
 
-@rule(OnnxBinaryMathOperation, operator.add, operator.sub, operator.mul, operator.truediv, torch.add, torch.sub,
-      torch.mul, torch.div)
+@rule(
+    OnnxBinaryMathOperation,
+    operator.add,
+    operator.sub,
+    operator.mul,
+    operator.truediv,
+    torch.add,
+    torch.sub,
+    torch.mul,
+    torch.div,
+)
 def canonical_binary(ctx: PassContext, node: fx.Node) -> bool:
     """Arithmetic with one constant operand → `Affine`; between two tensors → operator.add/sub/mul."""
     if len(node.args) != 2 or node.kwargs:
@@ -105,7 +121,11 @@ def matmul_to_linear(ctx: PassContext, node: fx.Node) -> bool:
 
 
 def _batchnorm_affine(bn: nn.Module, rank: int) -> Affine:
-    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1.0 / torch.sqrt(bn.running_var + bn.eps)
+    scale = (
+        bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        if bn.affine
+        else 1.0 / torch.sqrt(bn.running_var + bn.eps)
+    )
     bias = (bn.bias.detach() if bn.affine else 0.0) - bn.running_mean * scale
     view = (-1,) + (1,) * (rank - 2)
     return Affine(scale.reshape(view), bias.reshape(view))
@@ -149,9 +169,9 @@ def fold_affine(ctx: PassContext, node: fx.Node) -> bool:
     if producer.op != "call_module" or single_user(producer) is not node:
         return False
     layer = ctx.module(producer)
-    if not isinstance(layer, WEIGHTED_TYPES):
+    if not isinstance(layer, WEIGHTED):
         return False
-    if isinstance(layer, _CONVT_TYPES) and layer.groups != 1:
+    if isinstance(layer, CONV_TRANSPOSE) and layer.groups != 1:
         return False
     out_shape = ctx.shape(node)[1:]
     channel_axis = len(out_shape) - 1 if isinstance(layer, nn.Linear) else 0
@@ -189,6 +209,7 @@ def canonical_sum(ctx: PassContext, node: fx.Node) -> bool:
     return True
 
 
+@round_pass
 def fold_constants(ctx: PassContext) -> int:
     """Replace input-independent computations with stored tensors (runs before the rules)."""
     count = 0
@@ -318,7 +339,7 @@ def fold_affine_into_consumer(ctx: PassContext, node: fx.Node) -> bool:
     if producer.op == "call_module" and _may_still_change(ctx.module(producer)):
         return False  # a reshape/pad that other rules may remove: the affine may yet fold backwards
     layer = ctx.module(user)
-    if not isinstance(layer, (nn.Linear,) + _CONV_TYPES):
+    if not isinstance(layer, (nn.Linear,) + CONV):
         return False
     in_shape = _per_sample_shape(ctx, node)
     if in_shape is None:
@@ -330,7 +351,7 @@ def fold_affine_into_consumer(ctx: PassContext, node: fx.Node) -> bool:
         bias = _channel_vector(affine.bias, in_shape, channel_axis)
     except (ValueError, RuntimeError):
         return False
-    if bias is not None and bool(bias.any()) and isinstance(layer, _CONV_TYPES):
+    if bias is not None and bool(bias.any()) and isinstance(layer, CONV):
         if isinstance(layer.padding, str) or any(p != 0 for p in layer.padding) or layer.padding_mode != "zeros":
             return False
     with torch.no_grad():

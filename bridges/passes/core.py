@@ -7,16 +7,20 @@ node's value on example inputs of two batch sizes (so a rule can tell a batch di
 a fixed one), visits the nodes in order, and repeats until no rule fires. Coverage grows by
 adding a rule in a new file of this package, never by editing a switch.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import fx, nn
 
 RuleFn = Callable[["PassContext", fx.Node], bool]
+RoundPass = Callable[["PassContext"], int]
 _RULES: dict[Any, list[tuple[int, RuleFn]]] = {}
+_ROUND_PASSES: list[RoundPass] = []
 
 # Batch sizes of the two recording runs: distinct and > 1 so that batch and fixed dims differ.
 BATCHES = (2, 3)
@@ -32,6 +36,13 @@ def rule(*keys: Any, priority: int = 0) -> Callable[[RuleFn], RuleFn]:
         return fn
 
     return deco
+
+
+def round_pass(fn: RoundPass) -> RoundPass:
+    """Register ``fn(ctx) -> rewrites`` to run over the whole graph at the start of every round
+    (before the per-node rules), e.g. constant folding."""
+    _ROUND_PASSES.append(fn)
+    return fn
 
 
 def op_key(gm: fx.GraphModule, node: fx.Node) -> Any:
@@ -116,8 +127,14 @@ class PassContext:
     def source_of(self, node: fx.Node) -> str:
         return self.sources.get(node.name, str(node.target) if node.op == "call_module" else node.name)
 
-    def insert_module(self, anchor: fx.Node, module: nn.Module, args: tuple, name: str | None = None,
-                      source_from: fx.Node | None = None) -> fx.Node:
+    def insert_module(
+        self,
+        anchor: fx.Node,
+        module: nn.Module,
+        args: tuple,
+        name: str | None = None,
+        source_from: fx.Node | None = None,
+    ) -> fx.Node:
         """Add ``module`` and a call to it right after ``anchor``; return the new node."""
         src = source_from if source_from is not None else anchor
         target = self.fresh_name(name or type(module).__name__.lower())
@@ -127,8 +144,9 @@ class PassContext:
         self.sources[new.name] = self.source_of(src)
         return new
 
-    def insert_function(self, anchor: fx.Node, fn: Callable, args: tuple, kwargs: dict | None = None,
-                        source_from: fx.Node | None = None) -> fx.Node:
+    def insert_function(
+        self, anchor: fx.Node, fn: Callable, args: tuple, kwargs: dict | None = None, source_from: fx.Node | None = None
+    ) -> fx.Node:
         src = source_from if source_from is not None else anchor
         with self.gm.graph.inserting_after(anchor):
             new = self.gm.graph.call_function(fn, args, kwargs or {})
@@ -189,15 +207,12 @@ def is_output(node: fx.Node) -> bool:
     return any(u.op == "output" for u in node.users)
 
 
-
 def run_rules(ctx: PassContext, *, max_rounds: int = 50) -> int:
     """Apply registered rules until none fires; returns the number of rewrites."""
     total = 0
-    from .affine import fold_constants
-
     for _ in range(max_rounds):
         ctx.record()
-        changed = fold_constants(ctx)
+        changed = sum(round_pass(ctx) for round_pass in _ROUND_PASSES)
         for node in list(ctx.gm.graph.nodes):
             if node.graph is None or getattr(node, "_erased", False) or node not in ctx.values[0]:
                 continue  # erased or created during this round
@@ -229,5 +244,3 @@ def _drop_unused_modules(gm: fx.GraphModule) -> None:
         for attr in list(child._buffers) + list(child._parameters):
             if f"{name}.{attr}" not in attrs:
                 delattr(child, attr)
-
-

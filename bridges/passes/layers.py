@@ -1,4 +1,5 @@
 """Activations, pooling, padding, resizing: onnx2torch's and torch.functional's forms → modules."""
+
 from __future__ import annotations
 
 import math
@@ -7,28 +8,36 @@ import torch
 import torch.nn.functional as F
 from onnx2torch.node_converters.activations import OnnxSoftmaxV1V11
 from onnx2torch.node_converters.clip import OnnxClip
-from onnx2torch.node_converters.global_average_pool import (OnnxGlobalAveragePool,
-                                                            OnnxGlobalAveragePoolWithKnownInputShape)
+from onnx2torch.node_converters.global_average_pool import (
+    OnnxGlobalAveragePool,
+    OnnxGlobalAveragePoolWithKnownInputShape,
+)
 from onnx2torch.node_converters.min_max import OnnxMinMax
-from onnx2torch.node_converters.pad import OnnxPadDynamic, OnnxPadStatic, _onnx_padding_to_torch
+from onnx2torch.node_converters.pad import OnnxPadDynamic, OnnxPadStatic
 from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
 from onnx2torch.node_converters.resize import OnnxResize
 from torch import fx, nn
 
-from ..modules import OutputSoftmax, Pad
+from ..modules import OutputSoftmax, Pad, torch_pads
+from ..ops import CONV
 from .core import PassContext, is_output, rule, single_user
 
 _ADAPTIVE_AVG = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _ADAPTIVE_MAX = {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
-_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 # -- activations -------------------------------------------------------------------------
 _ACTIVATION_FUNCTIONS = {
-    F.relu: nn.ReLU, torch.relu: nn.ReLU, "relu": nn.ReLU,
+    F.relu: nn.ReLU,
+    torch.relu: nn.ReLU,
+    "relu": nn.ReLU,
     F.relu6: nn.ReLU6,
-    torch.sigmoid: nn.Sigmoid, F.sigmoid: nn.Sigmoid, "sigmoid": nn.Sigmoid,
-    torch.tanh: nn.Tanh, F.tanh: nn.Tanh, "tanh": nn.Tanh,
+    torch.sigmoid: nn.Sigmoid,
+    F.sigmoid: nn.Sigmoid,
+    "sigmoid": nn.Sigmoid,
+    torch.tanh: nn.Tanh,
+    F.tanh: nn.Tanh,
+    "tanh": nn.Tanh,
 }
 
 
@@ -64,7 +73,9 @@ def _clip_module(lo: float | None, hi: float | None) -> nn.Module | None:
 def onnx_clip_to_module(ctx: PassContext, node: fx.Node) -> bool:
     mod = ctx.module(node)
     lo, hi = mod.min_val, mod.max_val
-    new = _clip_module(lo.item() if isinstance(lo, torch.Tensor) else lo, hi.item() if isinstance(hi, torch.Tensor) else hi)
+    new = _clip_module(
+        lo.item() if isinstance(lo, torch.Tensor) else lo, hi.item() if isinstance(hi, torch.Tensor) else hi
+    )
     if new is None:
         return False
     ctx.replace_with_module(node, new, (node.args[0],), name=type(new).__name__.lower())
@@ -213,10 +224,16 @@ def torch_reduce_to_pool(ctx: PassContext, node: fx.Node) -> bool:
 
 
 _POOL_FUNCTIONS = {
-    F.max_pool1d: nn.MaxPool1d, F.max_pool2d: nn.MaxPool2d, F.max_pool3d: nn.MaxPool3d,
-    F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d, F.avg_pool3d: nn.AvgPool3d,
-    F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d, F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
-    F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d, F.adaptive_max_pool2d: nn.AdaptiveMaxPool2d,
+    F.max_pool1d: nn.MaxPool1d,
+    F.max_pool2d: nn.MaxPool2d,
+    F.max_pool3d: nn.MaxPool3d,
+    F.avg_pool1d: nn.AvgPool1d,
+    F.avg_pool2d: nn.AvgPool2d,
+    F.avg_pool3d: nn.AvgPool3d,
+    F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
+    F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
+    F.adaptive_avg_pool3d: nn.AdaptiveAvgPool3d,
+    F.adaptive_max_pool2d: nn.AdaptiveMaxPool2d,
 }
 
 
@@ -256,8 +273,7 @@ def onnx_pad_dynamic_to_module(ctx: PassContext, node: fx.Node) -> bool:
             return False
     if pads is None or value is None:
         return False
-    torch_pads = _onnx_padding_to_torch([int(p) for p in pads.tolist()])
-    ctx.replace_with_module(node, Pad(tuple(torch_pads), float(value)), (node.args[0],), name="pad")
+    ctx.replace_with_module(node, Pad(torch_pads(pads.tolist()), float(value)), (node.args[0],), name="pad")
     return True
 
 
@@ -288,12 +304,12 @@ def merge_pad_into_conv(ctx: PassContext, node: fx.Node) -> bool:
     if pad.value != 0.0 or conv_node is None or conv_node.op != "call_module":
         return False
     conv = ctx.module(conv_node)
-    if not isinstance(conv, _CONV_TYPES) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+    if not isinstance(conv, CONV) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return False
     n = conv.weight.dim() - 2
     pads = list(pad.pads) + [0] * max(0, 2 * (n + 2) - len(pad.pads))
     spatial = pads[: 2 * n]
-    if any(p != 0 for p in pads[2 * n:]):
+    if any(p != 0 for p in pads[2 * n :]):
         return False
     per_axis = [(spatial[2 * i], spatial[2 * i + 1]) for i in range(n)][::-1]  # F.pad lists the last axis first
     if any(lo != hi or lo < 0 for lo, hi in per_axis):

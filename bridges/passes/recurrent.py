@@ -12,6 +12,7 @@ last step). None of that is batch-first, so the other rules leave it alone. Thes
 
 Also: onnx2torch's ``OnnxFunction("Tanh")`` (how it imports ONNX Tanh) becomes `nn.Tanh`.
 """
+
 from __future__ import annotations
 
 import copy
@@ -61,8 +62,10 @@ def _zero_state(ctx: PassContext, value) -> bool:
         return False
     if not ctx.has_values(value) or not _shape_only(value):
         return False
-    return all(isinstance(ctx.value(value, r), torch.Tensor) and not bool(ctx.value(value, r).any())
-               for r in range(len(BATCHES)))
+    return all(
+        isinstance(ctx.value(value, r), torch.Tensor) and not bool(ctx.value(value, r).any())
+        for r in range(len(BATCHES))
+    )
 
 
 @rule(LSTM, priority=-1)
@@ -75,7 +78,7 @@ def drop_zero_initial_states(ctx: PassContext, node: fx.Node) -> bool:
             del kwargs[key]
             changed = True
     args = list(node.args)
-    for key, index in _INITIAL_STATES.items():
+    for index in _INITIAL_STATES.values():
         if len(args) > index and _zero_state(ctx, args[index]):
             args[index] = None
             changed = True
@@ -92,7 +95,13 @@ def _time_major_input(ctx: PassContext, node: fx.Node) -> fx.Node | None:
     if not isinstance(x, fx.Node) or x.op != "call_module":
         return None
     mod = ctx.module(x)
-    perm = tuple(mod.dims) if isinstance(mod, Permute) else tuple(getattr(mod, "perm", None) or ()) if isinstance(mod, OnnxTranspose) else None
+    perm = (
+        tuple(mod.dims)
+        if isinstance(mod, Permute)
+        else tuple(getattr(mod, "perm", None) or ())
+        if isinstance(mod, OnnxTranspose)
+        else None
+    )
     if perm != (1, 0, 2) or not isinstance(x.args[0], fx.Node):
         return None
     source = x.args[0]
@@ -103,7 +112,10 @@ def _time_major_input(ctx: PassContext, node: fx.Node) -> fx.Node | None:
 
 def _batch_first(ctx: PassContext, node: fx.Node) -> bool:
     shapes = [ctx.shape(node, r) for r in range(len(BATCHES))]
-    return all(s is not None and len(s) >= 2 and s[0] == b for s, b in zip(shapes, BATCHES)) and shapes[0][1:] == shapes[1][1:]
+    return (
+        all(s is not None and len(s) >= 2 and s[0] == b for s, b in zip(shapes, BATCHES))
+        and shapes[0][1:] == shapes[1][1:]
+    )
 
 
 def _downstream(ctx: PassContext, start: fx.Node) -> fx.Node | None:
@@ -149,8 +161,10 @@ def lstm_batch_first(ctx: PassContext, node: fx.Node) -> bool:
         for index in (1, 0, 2):  # Y_h first: the "last step" of a forward LSTM is Y_h
             for keep in (1, 2):  # [B, features] or [B, steps, features]
                 values = [o[index].reshape(o[index].shape[:keep] + (-1,)) for o in outs]
-                if all(isinstance(e, torch.Tensor) and e.shape == v.shape and torch.allclose(e, v, rtol=1e-5, atol=1e-6)
-                       for e, v in zip(expected, values)):
+                if all(
+                    isinstance(e, torch.Tensor) and e.shape == v.shape and torch.allclose(e, v, rtol=1e-5, atol=1e-6)
+                    for e, v in zip(expected, values)
+                ):
                     plan = (index, tuple(values[0].shape[1:]))
                     break
             if plan:
@@ -168,6 +182,8 @@ def lstm_batch_first(ctx: PassContext, node: fx.Node) -> bool:
     for target, (index, shape) in plans:
         item = ctx.insert_function(new_node, operator.getitem, (new_node, index), source_from=name_of)
         module = nn.Flatten() if len(shape) == 1 else Reshape(shape)
-        out = ctx.insert_module(item, module, (item,), name="flatten" if len(shape) == 1 else "reshape", source_from=name_of)
+        out = ctx.insert_module(
+            item, module, (item,), name="flatten" if len(shape) == 1 else "reshape", source_from=name_of
+        )
         target.replace_all_uses_with(out)
     return True

@@ -1,4 +1,5 @@
 """Shape ops: reshape chains → Flatten/Reshape, transposes → Permute, identities dropped."""
+
 from __future__ import annotations
 
 import operator
@@ -30,10 +31,26 @@ def _batch_shapes(ctx: PassContext, node: fx.Node) -> tuple[int, ...] | None:
     return shapes[0][1:]
 
 
-@rule(OnnxReshape, OnnxFlatten, nn.Flatten, Reshape, OnnxSqueezeStaticAxes, OnnxSqueezeDynamicAxes,
-      OnnxUnsqueezeStaticAxes, OnnxUnsqueezeDynamicAxes, nn.Unflatten,
-      torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze,
-      "view", "reshape", "flatten", "squeeze", "unsqueeze")
+@rule(
+    OnnxReshape,
+    OnnxFlatten,
+    nn.Flatten,
+    Reshape,
+    OnnxSqueezeStaticAxes,
+    OnnxSqueezeDynamicAxes,
+    OnnxUnsqueezeStaticAxes,
+    OnnxUnsqueezeDynamicAxes,
+    nn.Unflatten,
+    torch.flatten,
+    torch.reshape,
+    torch.squeeze,
+    torch.unsqueeze,
+    "view",
+    "reshape",
+    "flatten",
+    "squeeze",
+    "unsqueeze",
+)
 def canonical_reshape(ctx: PassContext, node: fx.Node) -> bool:
     """Any batch-preserving reshape becomes `nn.Flatten` (to 1-D samples) or `Reshape`."""
     x = node.args[0] if node.args else None
@@ -131,8 +148,20 @@ def drop_identity_cast(ctx: PassContext, node: fx.Node) -> bool:
     return False
 
 
-@rule(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity, OnnxCopyIdentity,
-      OnnxDropoutDynamic, "contiguous", "clone", torch.nn.functional.dropout, "detach")
+@rule(
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Identity,
+    OnnxCopyIdentity,
+    OnnxDropoutDynamic,
+    "contiguous",
+    "clone",
+    torch.nn.functional.dropout,
+    "detach",
+)
 def drop_identity(ctx: PassContext, node: fx.Node) -> bool:
     """Dropout (inference), Identity and copies carry their input through unchanged."""
     x = node.args[0] if node.args else None
@@ -185,8 +214,9 @@ def squeeze_before_permute(ctx: PassContext, node: fx.Node) -> bool:
     kept = [i for i, s in enumerate(src) if s != 1]
     order = [d - 1 for d in ctx.module(perm_node).dims[1:] if src[d - 1] != 1]
     perm = (0,) + tuple(kept.index(i) + 1 for i in order)
-    squeezed = ctx.insert_module(perm_node, Reshape(_without_units(src)), (perm_node.args[0],), name="reshape",
-                                 source_from=perm_node)
+    squeezed = ctx.insert_module(
+        perm_node, Reshape(_without_units(src)), (perm_node.args[0],), name="reshape", source_from=perm_node
+    )
     out = squeezed
     if perm != tuple(range(len(perm))):
         out = ctx.insert_module(squeezed, Permute(perm), (squeezed,), name="permute", source_from=perm_node)

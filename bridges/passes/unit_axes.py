@@ -9,9 +9,10 @@ BatchNorm affines fold into the `nn.Conv1d`.
 A rule only fires next to a reshape (the ExpandDims/Squeeze of the pattern, or a layer
 already rewritten), so a genuine 2-D network on images of height 1 is left alone.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import fx, nn
@@ -29,8 +30,16 @@ def _conv1d(conv: nn.Conv2d) -> nn.Module | None:
         return None
     if conv.kernel_size[0] != 1 or conv.padding[0] != 0:
         return None
-    new = nn.Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size[1], stride=conv.stride[1],
-                    padding=conv.padding[1], dilation=conv.dilation[1], groups=conv.groups, bias=conv.bias is not None)
+    new = nn.Conv1d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size[1],
+        stride=conv.stride[1],
+        padding=conv.padding[1],
+        dilation=conv.dilation[1],
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
     with torch.no_grad():
         new.weight.copy_(conv.weight[:, :, 0, :])
         if conv.bias is not None:
@@ -49,8 +58,9 @@ def _avg_pool1d(pool: nn.AvgPool2d) -> nn.Module | None:
     k, s, p = (_pair(v) for v in (pool.kernel_size, pool.stride, pool.padding))
     if k[0] != 1 or p[0] != 0 or pool.divisor_override is not None:
         return None
-    return nn.AvgPool1d(k[1], stride=s[1], padding=p[1], ceil_mode=pool.ceil_mode,
-                        count_include_pad=pool.count_include_pad)
+    return nn.AvgPool1d(
+        k[1], stride=s[1], padding=p[1], ceil_mode=pool.ceil_mode, count_include_pad=pool.count_include_pad
+    )
 
 
 def _pad1d(pad: Pad) -> nn.Module | None:
@@ -61,7 +71,10 @@ def _pad1d(pad: Pad) -> nn.Module | None:
 
 # exact module type → its 1-D equivalent (None when the 2-D op really uses the unit axis)
 TO_1D: dict[type, Callable[[nn.Module], nn.Module | None]] = {
-    nn.Conv2d: _conv1d, nn.MaxPool2d: _max_pool1d, nn.AvgPool2d: _avg_pool1d, Pad: _pad1d,
+    nn.Conv2d: _conv1d,
+    nn.MaxPool2d: _max_pool1d,
+    nn.AvgPool2d: _avg_pool1d,
+    Pad: _pad1d,
 }
 
 

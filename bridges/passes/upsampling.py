@@ -6,6 +6,7 @@ by ``nn.Upsample(scale_factor, 'nearest')`` on the NCHW tensor before the chain 
 `Permute` when the chain ends channels-last), accepted only if it reproduces the chain's
 recorded values exactly.
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,7 +64,9 @@ def tile_chain_to_upsample(ctx: PassContext, node: fx.Node) -> bool:
         if dst_shape is None:
             continue
         for channels_last in (False, True):
-            nchw = tuple(dst_shape[i] for i in (0, rank - 1) + tuple(range(1, rank - 1))) if channels_last else dst_shape
+            nchw = (
+                tuple(dst_shape[i] for i in (0, rank - 1) + tuple(range(1, rank - 1))) if channels_last else dst_shape
+            )
             if len(dst_shape) != rank or (factors := _factors(src_shape, nchw)) is None:
                 continue
             up = nn.Upsample(scale_factor=tuple(float(f) for f in factors), mode="nearest")

@@ -1,4 +1,5 @@
 """benchmarks/bench_speed.py runs end to end (tiny sizes) and reports what it claims to."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,31 @@ def _row_is_consistent(row: dict) -> None:
 def test_speed_benchmark_on_a_random_vgg(bench_speed, tmp_path, capsys):
     out = tmp_path / "speed.json"
     saved = tmp_path / "vgg.c2s"
-    assert bench_speed.main(["--random", "--timesteps", "3", "--batches", "2", "--main-batch", "4", "--main-T", "3",
-                             "--repeat", "1", "--json", str(out), "--save", str(saved), "--population", "2", "--ttfs"]) == 0
+    assert (
+        bench_speed.main(
+            [
+                "--random",
+                "--timesteps",
+                "3",
+                "--batches",
+                "2",
+                "--main-batch",
+                "4",
+                "--main-T",
+                "3",
+                "--repeat",
+                "1",
+                "--json",
+                str(out),
+                "--save",
+                str(saved),
+                "--population",
+                "2",
+                "--ttfs",
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert [(r["T"], r["batch"]) for r in result["rows"]] == [(3, 4), (3, 2)]
     for row in result["rows"]:
@@ -48,10 +72,42 @@ def test_speed_benchmark_on_a_random_vgg(bench_speed, tmp_path, capsys):
 @pytest.mark.slow
 def test_speed_ablation_runs_every_engine_configuration(bench_speed, tmp_path):
     saved = tmp_path / "vgg.c2s"
-    bench_speed.main(["--random", "--timesteps", "2", "--batches", "2", "--main-batch", "2", "--repeat", "1",
-                      "--skip-sj", "--json", str(tmp_path / "s.json"), "--save", str(saved)])
-    assert bench_speed.main(["--snn", str(saved), "--ablation", "--main-T", "3", "--main-batch", "2", "--repeat", "1",
-                             "--json", str(tmp_path / "speed.json")]) == 0
+    bench_speed.main(
+        [
+            "--random",
+            "--timesteps",
+            "2",
+            "--batches",
+            "2",
+            "--main-batch",
+            "2",
+            "--repeat",
+            "1",
+            "--skip-sj",
+            "--json",
+            str(tmp_path / "s.json"),
+            "--save",
+            str(saved),
+        ]
+    )
+    assert (
+        bench_speed.main(
+            [
+                "--snn",
+                str(saved),
+                "--ablation",
+                "--main-T",
+                "3",
+                "--main-batch",
+                "2",
+                "--repeat",
+                "1",
+                "--json",
+                str(tmp_path / "speed.json"),
+            ]
+        )
+        == 0
+    )
     rows = json.loads((tmp_path / "speed_ablation.json").read_text())["rows"]
     assert [r["engine"] for r in rows] == [label for label, _, _ in bench_speed.ABLATION]
     for row in rows:

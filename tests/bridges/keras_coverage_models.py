@@ -5,10 +5,11 @@ configuration (all of `CONFIGS`, or the named ones) it builds the model with RAN
 (kernels, biases, BatchNorm gamma/beta/moving mean/moving variance), saves it
 (``NAME.keras``, or ``NAME.h5`` for the legacy tf_keras ones), computes the Keras output on
 random input (``NAME.npz``: ``x`` in Keras layout, ``y``) and exports it to ``NAME.onnx``
-through the product's own export code (`bridges._keras_child.export`). ``index.json`` maps
+through the product's own export code (`bridges.keras_child.export`). ``index.json`` maps
 every name to ``{"ok": true, "seconds": …}`` or ``{"ok": false, "error": …}``: one broken
 configuration does not hide the others.
 """
+
 from __future__ import annotations
 
 import json
@@ -414,17 +415,20 @@ def _tf_keras():
     import tf_keras
 
     L = tf_keras.layers
-    return tf_keras.Sequential([
-        tf_keras.Input((8, 8, 3)),
-        L.Conv2D(6, 3, padding="same", name="conv1"),
-        L.BatchNormalization(name="bn1"),
-        L.ReLU(name="relu1"),
-        L.MaxPooling2D(2, name="pool1"),
-        L.Conv2D(4, 3, activation="relu", name="conv2"),
-        L.Flatten(name="flat"),
-        L.Dense(8, activation="relu", name="fc1"),
-        L.Dense(3, activation="softmax", name="fc2"),
-    ], name="legacy")
+    return tf_keras.Sequential(
+        [
+            tf_keras.Input((8, 8, 3)),
+            L.Conv2D(6, 3, padding="same", name="conv1"),
+            L.BatchNormalization(name="bn1"),
+            L.ReLU(name="relu1"),
+            L.MaxPooling2D(2, name="pool1"),
+            L.Conv2D(4, 3, activation="relu", name="conv2"),
+            L.Flatten(name="flat"),
+            L.Dense(8, activation="relu", name="fc1"),
+            L.Dense(3, activation="softmax", name="fc2"),
+        ],
+        name="legacy",
+    )
 
 
 # -- weights, export -------------------------------------------------------------------------
@@ -450,7 +454,7 @@ def randomize(model, rng: np.random.Generator) -> None:
 
 
 def build_one(name: str, out: Path) -> dict:
-    from bridges._keras_child import export
+    from bridges.keras_child import export
 
     fn, flavour = CONFIGS[name]
     seed = zlib.crc32(name.encode())
@@ -468,9 +472,9 @@ def build_one(name: str, out: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
-    from bridges._keras_child import _silence_tensorflow
+    from bridges.keras_child import silence_tensorflow
 
-    _silence_tensorflow()
+    silence_tensorflow()
     out = Path(argv[1])
     out.mkdir(parents=True, exist_ok=True)
     names = argv[2:] or list(CONFIGS)

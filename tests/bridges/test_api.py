@@ -3,6 +3,7 @@
 Torch-only except the last two tests (marked ``tf``), which build their Keras files in a child
 process: TensorFlow never enters the test process.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,8 +82,15 @@ def test_torch_module_is_cleaned_and_left_untouched(net):
 def test_onnx_path_and_proto_give_the_same_clean_graph(net, tmp_path):
     x = torch.rand(4, 3, 12, 12)
     path = tmp_path / "net.onnx"
-    torch.onnx.export(net, (x[:1],), str(path), dynamo=False, input_names=["x"], output_names=["y"],
-                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}})
+    torch.onnx.export(
+        net,
+        (x[:1],),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+    )
     from_path = bridges.to_torch(path)
     from_proto = bridges.to_torch(onnx.load(str(path)))
     _check_clean(from_path, net, x)
@@ -117,13 +125,16 @@ def test_recurrent_loop_gets_a_hint():
     assert [r.layer for r in bad] == ["gru_loop"] and "use an LSTM layer" in bad[0].reason
 
 
-@pytest.mark.parametrize("model, kwargs, message", [
-    ("missing.onnx", {}, "model file 'missing.onnx' does not exist"),
-    ("README.md", {}, "unknown model format (expected .keras, .h5, a SavedModel directory, .onnx"),
-    (42, {}, "cannot convert an object of type int"),
-    (SmallCNN(), {}, "a torch.nn.Module needs an example input batch"),
-    (SmallCNN(), {"example_input": torch.zeros(3)}, "example_input must be a tensor with a batch dimension"),
-])
+@pytest.mark.parametrize(
+    "model, kwargs, message",
+    [
+        ("missing.onnx", {}, "model file 'missing.onnx' does not exist"),
+        ("README.md", {}, "unknown model format (expected .keras, .h5, a SavedModel directory, .onnx"),
+        (42, {}, "cannot convert an object of type int"),
+        (SmallCNN(), {}, "a torch.nn.Module needs an example input batch"),
+        (SmallCNN(), {"example_input": torch.zeros(3)}, "example_input must be a tensor with a batch dimension"),
+    ],
+)
 def test_bad_input_messages(model, kwargs, message):
     with pytest.raises(bridges.InvalidInputError) as info:
         bridges.to_torch(model, **kwargs)
@@ -158,13 +169,16 @@ def _build_keras(tmp_path, body: str) -> str:
 
 @pytest.mark.tf
 def test_keras_gru_is_refused_naming_the_layer(tmp_path):
-    path = _build_keras(tmp_path, """
+    path = _build_keras(
+        tmp_path,
+        """
         inp = keras.Input((5, 3))
         h = keras.layers.GRU(4, name="my_gru")(inp)
         out = keras.layers.Dense(2, name="head")(h)
         keras.Model(inp, out).save(sys.argv[1] + "/gru.keras")
         print(sys.argv[1] + "/gru.keras")
-    """)
+    """,
+    )
     with pytest.raises(bridges.UnsupportedLayerError) as info:
         bridges.to_torch(path)
     assert "Keras layer 'my_gru'" in str(info.value) and "use an LSTM layer" in str(info.value)
@@ -204,8 +218,9 @@ def test_torch_onnx_export_of_any_recent_opset(opset, tmp_path):
     net = NewerOpsNet().eval()
     x = torch.rand(3, 2, 6, 6)
     path = tmp_path / "net.onnx"
-    torch.onnx.export(net, (x[:1],), str(path), dynamo=False, opset_version=opset, input_names=["x"],
-                      dynamic_axes={"x": {0: "n"}})
+    torch.onnx.export(
+        net, (x[:1],), str(path), dynamo=False, opset_version=opset, input_names=["x"], dynamic_axes={"x": {0: "n"}}
+    )
     assert onnx.load(str(path)).opset_import[0].version == opset
     gm = bridges.to_torch(path)
     with torch.no_grad():
@@ -220,7 +235,9 @@ def test_behaviour_added_in_newer_opsets_is_refused():
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, 6, 6])
     pads = helper.make_tensor("pads", TensorProto.INT64, [8], [0, 0, 1, 1, 0, 0, 1, 1])
     pad = helper.make_node("Pad", ["x", "pads"], ["y"], name="wrap_pad", mode="wrap")
-    proto = helper.make_model(helper.make_graph([pad], "g", [x], [y], [pads]), opset_imports=[helper.make_opsetid("", 19)])
+    proto = helper.make_model(
+        helper.make_graph([pad], "g", [x], [y], [pads]), opset_imports=[helper.make_opsetid("", 19)]
+    )
     with pytest.raises(bridges.UnsupportedLayerError, match="Pad node 'wrap_pad': mode='wrap' is not supported"):
         bridges.to_torch(proto)
 
@@ -230,7 +247,9 @@ def test_keras_model_object_and_savedmodel_directory(tmp_path):
     """A keras.Model object (exported from a process that imported Keras BEFORE bridges: the torchvision
     guard must keep it alive) and a tf.keras
     SavedModel directory both bridge to the Keras outputs."""
-    _build_keras(tmp_path, """
+    _build_keras(
+        tmp_path,
+        """
         import numpy as np
         import tf_keras
         import bridges
@@ -248,7 +267,8 @@ def test_keras_model_object_and_savedmodel_directory(tmp_path):
         legacy.save(out + "/saved_model_dir")
         np.savez(out + "/ref.npz", x=x, y_object=model(x).numpy(), y_saved=legacy(x).numpy())
         print("ok")
-    """)
+    """,
+    )
     ref = np.load(tmp_path / "ref.npz")
     for source, key in ((tmp_path / "from_object.onnx", "y_object"), (tmp_path / "saved_model_dir", "y_saved")):
         gm = bridges.to_torch(source)

@@ -13,6 +13,7 @@ configurations this run selected. Each test then bridges the ONNX file in-proces
 The weights are random everywhere (biases, BatchNorm gamma/beta/moving statistics), so a
 dropped bias or a wrongly folded BatchNorm cannot hide.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,9 +38,20 @@ TOLERANCE = 1e-5
 # Building all configurations takes ~45-65 s on a 2-core machine (TF import included); the
 # heavier half (by measured build time) runs with `-m slow` only. See `test_build_budget`.
 SLOW = {
-    "lstm_sequences", "lstm_last", "upsampling2d", "pooling_1d", "dropout_flatten_reshape",
-    "bn_after_relu", "activations_conv", "conv2d_transpose_valid_stride2", "conv_bn_relu",
-    "activations_dense", "pooling_valid", "depthwise_bn_relu", "reshape_to_image", "global_pooling_2d",
+    "lstm_sequences",
+    "lstm_last",
+    "upsampling2d",
+    "pooling_1d",
+    "dropout_flatten_reshape",
+    "bn_after_relu",
+    "activations_conv",
+    "conv2d_transpose_valid_stride2",
+    "conv_bn_relu",
+    "activations_dense",
+    "pooling_valid",
+    "depthwise_bn_relu",
+    "reshape_to_image",
+    "global_pooling_2d",
 }
 RECURRENT = {"lstm_sequences", "lstm_last"}
 # node names tf2onnx gives to the nodes it creates (Conv__45, Transpose__982): must not survive
@@ -53,13 +65,20 @@ def _params_for(*names):
 @pytest.fixture(scope="session")
 def coverage(request, tmp_path_factory):
     """Build the selected configurations in one child process; returns (directory, index)."""
-    selected = sorted({item.callspec.params["config"] for item in request.session.items
-                       if getattr(item, "module", None) is sys.modules[__name__] and hasattr(item, "callspec")
-                       and "config" in item.callspec.params})
+    selected = sorted(
+        {
+            item.callspec.params["config"]
+            for item in request.session.items
+            if getattr(item, "module", None) is sys.modules[__name__]
+            and hasattr(item, "callspec")
+            and "config" in item.callspec.params
+        }
+    )
     out = tmp_path_factory.mktemp("keras_coverage")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(SCRIPT), str(out), *selected], capture_output=True, text=True,
-                          timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out), *selected], capture_output=True, text=True, timeout=1200
+    )
     elapsed = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-4000:]
     index = json.loads((out / "index.json").read_text())
@@ -91,7 +110,9 @@ def _relative_diff(y_torch: np.ndarray, y_keras: np.ndarray) -> float:
 
 
 def _onnx2torch_modules(gm: fx.GraphModule) -> list[str]:
-    return [f"{name} ({type(m).__name__})" for name, m in gm.named_modules() if type(m).__module__.startswith("onnx2torch")]
+    return [
+        f"{name} ({type(m).__name__})" for name, m in gm.named_modules() if type(m).__module__.startswith("onnx2torch")
+    ]
 
 
 @pytest.mark.parametrize("config", _params_for(*CONFIGS))
@@ -112,9 +133,15 @@ def test_keras_layer_coverage(coverage, config):
     modules = [n.target for n in gm.graph.nodes if n.op == "call_module"]
     leftover = [m for m in modules if ONNX_OP_NAME.match(m)]
     assert not leftover, f"modules still named after ONNX ops: {leftover}"
-    weighted = [n for n in gm.graph.nodes if n.op == "call_module"
-                and isinstance(gm.get_submodule(n.target), (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d,
-                                                            torch.nn.ConvTranspose2d, torch.nn.Linear))]
+    weighted = [
+        n
+        for n in gm.graph.nodes
+        if n.op == "call_module"
+        and isinstance(
+            gm.get_submodule(n.target),
+            (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.ConvTranspose2d, torch.nn.Linear),
+        )
+    ]
     for n in weighted:  # a SeparableConv2D is two convs: sep1 and sep1_conv2d
         assert info.layers.get(n.name) in keras_layers, (n.name, info.layers.get(n.name), keras_layers)
         assert n.target == info.layers[n.name] or n.target.startswith(info.layers[n.name] + "_"), n.target
@@ -127,9 +154,19 @@ def test_keras_layer_coverage(coverage, config):
         assert torch.allclose(retraced(x_torch), gm(x_torch), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("config", _params_for(
-    "mobilenet_block", "residual_block", "conv2d_transpose_same_stride2", "tf_keras_sequential_h5", "conv_bn_relu",
-    "depthwise_bn_relu", "dense_bn", "bn_after_relu"))
+@pytest.mark.parametrize(
+    "config",
+    _params_for(
+        "mobilenet_block",
+        "residual_block",
+        "conv2d_transpose_same_stride2",
+        "tf_keras_sequential_h5",
+        "conv_bn_relu",
+        "depthwise_bn_relu",
+        "dense_bn",
+        "bn_after_relu",
+    ),
+)
 def test_batchnorm_is_folded(coverage, config):
     """BatchNorm after Conv / Dense / DepthwiseConv / ConvTranspose (and after a ReLU, into the next
     layer) leaves no BatchNorm and no affine behind."""
@@ -137,8 +174,11 @@ def test_batchnorm_is_folded(coverage, config):
 
     onnx_path, *_ = _load(coverage, config)
     gm = bridges.to_torch(onnx_path)
-    leftover = [f"{n} ({type(m).__name__})" for n, m in gm.named_modules()
-                if isinstance(m, (Affine, torch.nn.modules.batchnorm._BatchNorm))]
+    leftover = [
+        f"{n} ({type(m).__name__})"
+        for n, m in gm.named_modules()
+        if isinstance(m, (Affine, torch.nn.modules.batchnorm._BatchNorm))
+    ]
     if config == "bn_after_relu":  # the last BatchNorm follows a ReLU and feeds the output: it stays
         assert leftover == ["bn_last (Affine)"], leftover
     else:
@@ -167,8 +207,11 @@ def test_canonical_modules(coverage, config):
     onnx_path, *_ = _load(coverage, config)
     gm = bridges.to_torch(onnx_path)
     kinds = {type(m).__name__ for m in gm.modules()}
-    expected = {"upsampling2d": {"Upsample"}, "relu6_variants": {"ReLU6", "Hardtanh"},
-                "mobilenet_block": {"ReLU6", "Pad"}}[config]
+    expected = {
+        "upsampling2d": {"Upsample"},
+        "relu6_variants": {"ReLU6", "Hardtanh"},
+        "mobilenet_block": {"ReLU6", "Pad"},
+    }[config]
     assert expected <= kinds, kinds
     if config == "relu6_variants":
         clip = gm.get_submodule("relu_max1_5")

@@ -1,4 +1,5 @@
 """Small torch networks for tests: a seeded generator over the rate-convertible layer set."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Keras file → SNN: layout handling, exactness of the bridged ANN, the user's file untouched."""
+
 import hashlib
 import subprocess
 import sys
@@ -87,14 +88,14 @@ USER_PROCESS = textwrap.dedent("""
                 hashlib.sha256(open(path, "rb").read()).hexdigest())
 
     before = state()
-    for kind in convert2snn.conversion.available():
+    for kind in convert2snn.schemes.available():
         for source in (model, path):
             snn = convert2snn.convert(source, kind, calibration_data=x, progress=False)
             assert np.abs(snn.ann_predict(x) - model.predict(x, verbose=0)).max() < 1e-4, kind
             after = state()
             assert all(np.array_equal(a, b) for a, b in zip(before[0], after[0])), (kind, "weights changed")
             assert before[1:] == after[1:], (kind, "layers, name or file changed")
-    print("checked", convert2snn.conversion.available())
+    print("checked", convert2snn.schemes.available())
 """)
 
 

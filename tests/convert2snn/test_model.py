@@ -1,4 +1,5 @@
 """SpikingModel API: consistency of evaluate/predict, save/load, counters, errors, SpikingJelly interop."""
+
 import copy
 
 import numpy as np
@@ -8,7 +9,7 @@ from spikingjelly.activation_based import functional
 
 import convert2snn
 from convert2snn import InvalidInputError, UnsupportedLayerError
-from convert2snn.nodes import IFNeuron
+from convert2snn.neurons import IFNeuron
 
 from .nets import RandomNet, SmallCNN
 
@@ -95,7 +96,11 @@ def test_spike_counts_agree_with_brute_force(snn, data):
     hooks = []
     for name, m in snn.network.named_modules():
         if isinstance(m, IFNeuron):
-            hooks.append(m.register_forward_hook(lambda mod, i, o, name=name: brute.__setitem__(name, brute.get(name, 0) + o.sum().item())))
+            hooks.append(
+                m.register_forward_hook(
+                    lambda mod, i, o, name=name: brute.__setitem__(name, brute.get(name, 0) + o.sum().item())
+                )
+            )
     with torch.no_grad():
         xs = snn._inputs(x)
         snn.network(xs.unsqueeze(0).repeat(12, 1, 1, 1, 1))
@@ -112,13 +117,16 @@ def test_final_softmax_is_dropped_and_reported(snn):
     assert "Softmax" not in str(snn.network)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"percentil": 99.9}, "Did you mean 'percentile'"),
-    ({"percentile": 0}, "percentile must be in"),
-    ({"v_init": 1.5}, "v_init"),
-    ({"neuron": "izhikevich"}, "neuron must be"),
-    ({"encoding": "temporal"}, "encoding must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"percentil": 99.9}, "Did you mean 'percentile'"),
+        ({"percentile": 0}, "percentile must be in"),
+        ({"v_init": 1.5}, "v_init"),
+        ({"neuron": "izhikevich"}, "neuron must be"),
+        ({"encoding": "temporal"}, "encoding must be"),
+    ],
+)
 def test_bad_options(data, kwargs, message):
     with pytest.raises(InvalidInputError, match=message):
         convert2snn.convert(SmallCNN(), calibration_data=data[0], **kwargs)

@@ -1,4 +1,5 @@
 """examples/temporal_example.py end to end (slow: trains the digits CNN in a child process)."""
+
 import json
 import subprocess
 import sys
@@ -12,8 +13,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "temporal_example.p
 
 
 def test_temporal_example_single_spike_code_is_within_one_point_below_one_spike(tmp_path):
-    proc = subprocess.run([sys.executable, str(EXAMPLE), "--out", str(tmp_path), "--schemes", "rate",
-                           "temporal ttfs K=16"], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--out", str(tmp_path), "--schemes", "rate", "temporal ttfs K=16"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "temporal_example.json").read_text())
     ttfs = [r for r in result["rows"] if r["scheme"] == "temporal ttfs K=16"]

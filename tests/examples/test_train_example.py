@@ -1,4 +1,5 @@
 """examples/train_example.py end to end: Keras training child → conversion → table and plot."""
+
 import re
 import subprocess
 import sys
@@ -14,9 +15,26 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_example.py"
 def test_train_example_runs_end_to_end(tmp_path):
     plot = tmp_path / "plot" / "acc.png"
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--out", str(tmp_path / "out"), "--plot", str(plot), "--epochs", "3",
-         "--timesteps", "4", "16", "--limit", "120", "--quiet"],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            str(EXAMPLE),
+            "--out",
+            str(tmp_path / "out"),
+            "--plot",
+            str(plot),
+            "--epochs",
+            "3",
+            "--timesteps",
+            "4",
+            "16",
+            "--limit",
+            "120",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     for step in ("[1/3]", "[2/3]", "[3/3]"):

@@ -1,0 +1,34 @@
+"""`ConversionReport`: what a conversion did — scales, approximations, notes — kept with the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ConversionReport:
+    """What a conversion did: scales, approximations (each also checked against ``strict``), notes."""
+
+    conversion_type: str
+    options: dict[str, Any]
+    scales: dict[str, dict[str, float]] = field(default_factory=dict)  # layer → {"lambda" | "min"/"mean"/"max"}
+    approximations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "conversion_type": self.conversion_type,
+            "options": self.options,
+            "scales": self.scales,
+            "approximations": self.approximations,
+            "notes": self.notes,
+        }
+
+    def __str__(self) -> str:
+        lines = [f"conversion: {self.conversion_type}"]
+        for layer, s in self.scales.items():
+            lines.append(f"  λ[{layer}] = " + ", ".join(f"{k}={v:.4g}" for k, v in s.items()))
+        lines += [f"  approximation: {a}" for a in self.approximations]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)

@@ -1,0 +1,226 @@
+"""The conversion pipeline as public verbs, each with an artefact that can be inspected and tested:
+
+    ann = bridge(model)                              # clean torch.fx ANN (with .bridge_info)
+    scheme = schemes.create("rate", {...})           # the options, validated, and the scheme's rules
+    calibration = calibrate(ann, x_calib, scheme)    # λ per activation (+ the statistics behind them)
+    snn = build(ann, calibration, scheme)            # SpikingModel: the SNN, checked for exactness
+
+`convert` is these steps with everything checked before any slow work: option names and values,
+the calibration data, the input shape (for a .keras file before TensorFlow starts), then every
+layer against the scheme. `load` rebuilds a saved model. The sweep, the SpKeras front end and
+the command line call these verbs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import fx
+
+import bridges
+from bridges.canonicalize import BridgeInfo
+from bridges.keras_to_onnx import keras_file_input_shape
+
+from . import schemes
+from .errors import InvalidInputError
+from .graph.serialize import graph_from_spec
+from .inputs import as_tensor, check_input_shape
+from .model import FORMAT_NAME, FORMAT_VERSION, SpikingModel
+from .report import ConversionReport
+from .schemes.base import Scheme
+from .sequence import propagate_shapes
+from .statistics import LayerStatistics, collect_statistics
+
+
+@dataclass
+class Calibration:
+    """What `calibrate` measured: λ per calibrated ANN node, and the report entries so far (λ per
+    layer, notes, approximations). ``statistics`` (empty without data) can serve another scheme's
+    percentile without a second pass over the data (`calibrate(..., statistics=...)`)."""
+
+    scales: dict[str, torch.Tensor]
+    report: ConversionReport
+    statistics: dict[str, LayerStatistics] = field(default_factory=dict)
+    samples: int = 0
+
+
+def bridge(model: Any, example_input: Any = None) -> fx.GraphModule:
+    """The clean ANN of ``model``: a `keras.Model`, a path to `.keras`/`.h5`/SavedModel/`.onnx`, an
+    `onnx.ModelProto`, a `torch.nn.Module` (``example_input`` fixes its input shape), or an ANN that
+    is already bridged (returned as it is: `bridge(snn.ann)` is `snn.ann`)."""
+    if isinstance(model, fx.GraphModule) and isinstance(getattr(model, "bridge_info", None), BridgeInfo):
+        return model
+    if isinstance(model, torch.nn.Module) and example_input is not None:
+        example_input = as_tensor(example_input, "example_input")
+    return bridges.to_torch(model, example_input)
+
+
+def calibrate(
+    ann: fx.GraphModule, data: Any, scheme: Scheme, *, statistics: dict[str, LayerStatistics] | None = None
+) -> Calibration:
+    """λ per activation of ``ann`` for ``scheme`` from calibration ``data`` (the ORIGINAL model's
+    layout, e.g. NHWC for Keras; a few hundred to a few thousand training samples).
+
+    ``data=None``: data-free scales, worst-case bounds for inputs in ``input_range`` (warned about
+    once per process, recorded as an approximation). ``statistics`` from an earlier calibration on
+    the same data skip the pass over the data (they must have kept the percentile asked for).
+    """
+    info: BridgeInfo = ann.bridge_info
+    opts = scheme.options
+    report = ConversionReport(scheme.name, opts.as_dict())
+    if data is None:
+        _warn_data_free()
+        propagate_shapes(ann, torch.zeros((2,) + tuple(info.input_shape)))
+        scales = scheme.data_free_scales(ann, _shapes(ann), info.layers, report)
+        return Calibration(scales, report)
+    x = check_input_shape(as_tensor(data, "calibration_data"), info, "calibration_data")
+    scheme.check_calibration_data(x)
+    propagate_shapes(ann, x[:2])
+    if statistics is None:
+        nodes = [n.name for n in scheme.calibrated_nodes(ann)]
+        statistics = (
+            collect_statistics(
+                ann,
+                x,
+                nodes,
+                min_percentile=opts.percentile,
+                per_channel=opts.per_channel,
+                batch_size=opts.batch_size,
+                progress=opts.progress,
+            )
+            if nodes
+            else {}
+        )
+    scales = scheme.scales(ann, statistics, _shapes(ann), info.layers, report)
+    return Calibration(scales, report, statistics, int(x.shape[0]))
+
+
+def build(ann: fx.GraphModule, calibration: Calibration, scheme: Scheme) -> SpikingModel:
+    """The SNN of ``ann`` with ``calibration``'s scales, built by ``scheme``, normalised and checked
+    against the λ-clipped ANN; the user-facing `SpikingModel`."""
+    report = copy.deepcopy(calibration.report)
+    network = _network(ann, calibration.scales, scheme, report)
+    return SpikingModel(ann, network, calibration.scales, scheme, report)
+
+
+def convert(
+    model: Any,
+    conversion_type: str = "rate",
+    calibration_data: Any = None,
+    *,
+    example_input: torch.Tensor | None = None,
+    **options: Any,
+) -> SpikingModel:
+    """Convert ``model`` into a spiking neural network: `bridge` → `calibrate` → `build`.
+
+    ``model``: a `keras.Model`, a path to `.keras`/`.h5`/SavedModel/`.onnx`, an `onnx.ModelProto`,
+    a `torch.nn.Module` (then ``example_input`` fixes the input shape, or the first calibration
+    sample does), or an already bridged ANN (`bridge`, `SpikingModel.ann`).
+    ``calibration_data``: inputs in the model's own layout (NHWC for Keras) from which the
+    per-layer scales are measured (a few hundred to a few thousand training samples). Without it
+    the scales are worst-case bounds from the weights for inputs in ``input_range`` (data-free;
+    warned about once, recorded in ``report.approximations``).
+    ``options``: the scheme's options (`convert2snn.schemes.RateOptions`, `PopulationOptions`,
+    `TemporalOptions`): percentile, per_channel, neuron, n, code, period, batch_size, seed, ...
+
+    Everything that can be checked is checked before any slow work: option names and values,
+    the calibration data's type and values, then (after the quick import) its shape and the
+    layers the conversion type cannot represent. The user's model is never modified.
+    """
+    scheme = schemes.create(conversion_type, options)
+    x_cal = None
+    if calibration_data is not None:
+        x_cal = as_tensor(calibration_data, "calibration_data")
+        if x_cal.dim() < 2:
+            raise InvalidInputError(f"calibration_data must be a batch (N, ...), got shape {tuple(x_cal.shape)}")
+        _check_shape_before_export(model, x_cal)
+        if isinstance(model, torch.nn.Module) and example_input is None:
+            example_input = x_cal[:1]
+    ann = bridge(model, example_input)
+    if x_cal is not None:
+        scheme.check_calibration_data(check_input_shape(x_cal, ann.bridge_info, "calibration_data"))
+    scheme.check(ann, ann.bridge_info.layers)
+    return build(ann, calibrate(ann, x_cal, scheme), scheme)
+
+
+def load(path: str | os.PathLike) -> SpikingModel:
+    """Read a model written by `SpikingModel.save` (no code from the file is executed)."""
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"'{path}' does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        meta = json.loads(payload["meta"])
+    except Exception as exc:  # noqa: BLE001 - torch.load and json raise many kinds for junk files
+        raise InvalidInputError(f"'{path}' is not a convert2snn model file (or it is truncated): {exc}") from exc
+    if meta.get("format") != FORMAT_NAME:
+        raise InvalidInputError(f"'{path}' is not a convert2snn model file")
+    if meta.get("version") != FORMAT_VERSION:
+        raise InvalidInputError(
+            f"'{path}' has format version {meta.get('version')}; this convert2snn reads version {FORMAT_VERSION}. "
+            "Convert the model again with this version."
+        )
+    ann = graph_from_spec(meta["ann"], payload["ann_state"])
+    ann.bridge_info = BridgeInfo.from_dict(meta["bridge_info"])
+    scheme = schemes.create(meta["conversion_type"], meta["options"])
+    scales = dict(payload["scales"])
+    network = _network(ann, scales, scheme, ConversionReport(scheme.name, scheme.options.as_dict()))
+    network.load_state_dict(payload["snn_state"], strict=True)
+    return SpikingModel(ann, network, scales, scheme, ConversionReport(**meta["report"]))
+
+
+def _network(
+    ann: fx.GraphModule, scales: dict[str, torch.Tensor], scheme: Scheme, report: ConversionReport
+) -> fx.GraphModule:
+    """The scheme's SNN graph of ``ann``, normalised and checked (`Scheme.finish`)."""
+    info: BridgeInfo = ann.bridge_info
+    scheme.check(ann, info.layers)
+    snn = scheme.build(ann, scales, report, info.layers)
+    example = torch.randn((2,) + tuple(info.input_shape), generator=torch.Generator().manual_seed(0))
+    scheme.finish(snn, ann, scales, report, example)
+    return snn
+
+
+def _shapes(ann: fx.GraphModule) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shape of every node (after `propagate_shapes`)."""
+    return {
+        n.name: tuple(n.meta["tensor_meta"].shape[1:])
+        for n in ann.graph.nodes
+        if "tensor_meta" in n.meta and hasattr(n.meta["tensor_meta"], "shape")
+    }
+
+
+_warned_data_free = False
+
+
+def _warn_data_free() -> None:
+    global _warned_data_free
+    if not _warned_data_free:
+        _warned_data_free = True
+        warnings.warn(
+            "convert2snn: no calibration_data given, so the scales come from the weights alone (data-free, "
+            "worst-case bounds for inputs in options.input_range). Data-based normalisation reaches the same "
+            "accuracy in far fewer timesteps: convert(model, calibration_data=x_train[:1000]).",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _check_shape_before_export(model: Any, x_cal: torch.Tensor) -> None:
+    """For a `.keras` file the input shape is known without TensorFlow: check it before exporting."""
+    if not isinstance(model, (str, os.PathLike)):
+        return
+    expected = keras_file_input_shape(model) if os.path.exists(model) else None
+    if expected is not None and tuple(x_cal.shape[1:]) != expected:
+        raise InvalidInputError(
+            f"calibration_data has per-sample shape {tuple(x_cal.shape[1:])}, but the model expects {expected} "
+            "(the Keras model's own layout, e.g. NHWC); pass an array of shape "
+            f"(N, {', '.join(map(str, expected))})"
+        )

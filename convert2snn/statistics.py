@@ -1,0 +1,169 @@
+"""What the scales λ are measured from: activation statistics of calibration data, or interval bounds.
+
+Statistics: one pass over the data in batches. For a percentile p only the top (100 − p) % of the
+values can matter, so each layer keeps just those (a running top-k): memory stays bounded by the
+data size times (100 − p) %, and the result is the exact order statistic, not an estimate.
+
+Bounds (no data): per-element [low, high] intervals propagated through the graph by each op's
+declared interval rule (`bridges.ops`); an op without one is refused by name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import fx, nn
+
+from bridges import ops
+
+from .errors import UnsupportedLayerError
+from .progress import progress_bar
+
+
+@dataclass
+class LayerStatistics:
+    """The largest values of one activation layer over the calibration data."""
+
+    top: torch.Tensor  # [k] or [C, k], sorted descending
+    count: int  # values seen (per channel when per_channel)
+    per_channel: bool
+
+    def scale(self, percentile: float) -> torch.Tensor:
+        """λ: the activation value at ``percentile`` (100 = the maximum); scalar or [C]."""
+        k = _top_count(self.count, percentile)
+        if k > self.top.shape[-1]:
+            raise ValueError(f"percentile {percentile} needs the top {k} values; only {self.top.shape[-1]} were kept")
+        return self.top[..., k - 1].clone()
+
+
+def _top_count(n: int, percentile: float) -> int:
+    """How many of the largest values reach down to the ``percentile`` order statistic."""
+    rank = max(1, math.ceil(percentile / 100.0 * n))  # 1-based rank from the bottom
+    return n - rank + 1
+
+
+@torch.no_grad()
+def collect_statistics(
+    ann: fx.GraphModule,
+    data: torch.Tensor,
+    nodes: list[str],
+    *,
+    min_percentile: float,
+    per_channel: bool = False,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> dict[str, LayerStatistics]:
+    """Statistics of the outputs of the call_module ``nodes`` of ``ann`` over ``data``.
+
+    ``data`` is in the ANN's (PyTorch) layout. Enough values are kept to read any percentile
+    ≥ ``min_percentile`` afterwards.
+    """
+    modules = {
+        n.name: ann.get_submodule(n.target) for n in ann.graph.nodes if n.op == "call_module" and n.name in nodes
+    }
+    missing = set(nodes) - set(modules)
+    if missing:
+        raise KeyError(f"no call_module nodes named {sorted(missing)}")
+    n_samples = data.shape[0]
+    buffers: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+    keep: dict[str, int] = {}
+
+    def make_hook(name: str):
+        def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
+            out = output.detach().float()
+            if per_channel:
+                values = out.transpose(0, 1).reshape(out.shape[1], -1)  # [C, batch·rest]
+            else:
+                values = out.reshape(1, -1)
+            if name not in keep:
+                per_sample = values.shape[1] // out.shape[0]
+                counts[name] = per_sample * n_samples
+                keep[name] = min(_top_count(counts[name], min_percentile), counts[name])
+            merged = values if name not in buffers else torch.cat([buffers[name], values], dim=1)
+            k = min(keep[name], merged.shape[1])
+            buffers[name] = torch.topk(merged, k, dim=1, sorted=True).values
+
+        return hook
+
+    model = ann.to(device).eval()
+    handles = [m.register_forward_hook(make_hook(name)) for name, m in modules.items()]
+    try:
+        for start in progress_bar(
+            range(0, n_samples, batch_size),
+            desc="calibrating",
+            enabled=progress,
+            total=math.ceil(n_samples / batch_size),
+        ):
+            model(data[start : start + batch_size].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        ann.to("cpu")
+    return {
+        name: LayerStatistics(
+            top=(buffers[name] if per_channel else buffers[name][0]).cpu(), count=counts[name], per_channel=per_channel
+        )
+        for name in modules
+    }
+
+
+# -- data-free bounds --------------------------------------------------------------------------
+class _IntervalInterpreter(fx.Interpreter):
+    """Propagates elementwise [low, high] bounds through a clean graph (interval arithmetic): every
+    value is a pair (low, high) of per-sample tensors, every op applies its declared rule."""
+
+    def run_node(self, n: fx.Node):
+        if n.op in ("placeholder", "output"):
+            return super().run_node(n)
+        args = self.map_nodes_to_values(n.args, n)
+        kwargs = self.map_nodes_to_values(n.kwargs, n)
+        op = self.module.get_submodule(n.target) if n.op == "call_module" else n.target
+        spec = ops.spec(op) if n.op in ("call_module", "call_function") else None
+        if spec is None:
+            name = ops.op_name(op)
+            raise UnsupportedLayerError(
+                f"node '{n.name}' ({name}): no interval bounds are declared for it, so the data-free scales cannot be "
+                "computed; pass calibration_data",
+                layer=n.name,
+                op=name,
+            )
+        return spec.bounds(op, tuple(args), dict(kwargs))
+
+
+@torch.no_grad()
+def interval_maxima(
+    ann: fx.GraphModule,
+    input_shape: tuple[int, ...],
+    input_range: tuple[float, float],
+    nodes: list[str],
+    per_channel: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Upper bounds of the outputs of ``nodes`` over all inputs in ``input_range`` (data-free).
+
+    Each node's maximum is the largest activation any input in the box can produce, so a scale set
+    to it never clips; being a worst case it is larger than what real data reaches. With
+    ``per_channel`` the bound is per channel (axis 1 of the activation).
+    """
+    low = torch.full((1,) + tuple(input_shape), float(input_range[0]))
+    high = torch.full((1,) + tuple(input_shape), float(input_range[1]))
+    interp = _IntervalInterpreter(ann)
+    seen: dict[str, torch.Tensor] = {}
+    original = interp.run_node
+
+    def record(n: fx.Node):
+        out = original(n)
+        if n.name in nodes:
+            upper = out[1][0]
+            if per_channel and upper.dim() >= 1:  # channel axis first (batch removed)
+                seen[n.name] = upper.reshape(upper.shape[0], -1).amax(dim=1).clamp(min=0.0)
+            else:
+                seen[n.name] = upper.reshape(-1).max().clamp(min=0.0)
+        return out
+
+    interp.run_node = record
+    interp.run((low, high))
+    return seen

@@ -1,0 +1,1 @@
+"""Tools on top of the pipeline: parameter sweeps, the SpKeras front end, NIR export, plots."""

@@ -1,0 +1,108 @@
+"""The scheme interface: rules declared once and inherited, support decided by the rules, every
+refusal made by `Scheme.check` before calibration, options validated where they are declared."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import convert2snn
+from convert2snn import InvalidInputError, UnsupportedLayerError, schemes, stages
+from convert2snn.schemes.base import Scheme
+
+from ..nets import SmallCNN
+
+
+class GeluNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act, self.fc = nn.Conv2d(1, 2, 3), nn.GELU(), nn.Linear(2 * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).flatten(1))
+
+
+class Doubler(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+@pytest.fixture
+def no_calibration(monkeypatch):
+    """Calibration must not start: every refusal comes before it."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("calibration ran before the refusal")
+
+    monkeypatch.setattr(stages, "collect_statistics", fail)
+
+
+@pytest.mark.parametrize("conversion_type, coded", [("rate", "rate-coded"), ("population", "population-coded"),
+                                                    ("temporal", "temporally coded")])
+def test_an_op_without_a_rule_is_refused_by_name_before_calibration(no_calibration, conversion_type, coded):
+    with pytest.raises(UnsupportedLayerError) as err:
+        convert2snn.convert(GeluNet(), conversion_type, torch.rand(4, 1, 8, 8), progress=False)
+    assert f"GELU has no {coded} equivalent" in str(err.value) and err.value.op == "GELU"
+    assert "layer 'act'" in str(err.value)
+
+
+def test_a_shared_rule_reaches_every_scheme():
+    @Scheme.rule(Doubler)
+    def double(b, node, args):
+        return b.stateless(node, args)
+
+    try:
+        for name in schemes.available():
+            rule = schemes.scheme_class(name).rule_for_op(Doubler())
+            assert rule is not None and rule.build is double, name
+    finally:
+        del Scheme._rules[Doubler]
+    assert all(schemes.scheme_class(n).rule_for_op(Doubler()) is None for n in schemes.available())
+
+
+def test_a_rule_is_declared_once_per_scheme_and_overridden_by_subclasses():
+    with pytest.raises(ValueError, match="declares a rule for ReLU twice"):
+        schemes.RateScheme.rule(nn.ReLU)(lambda b, node, args: args[0])
+    # temporal coding overrides the shared max-pool rule; rate coding inherits it
+    rate_pool = schemes.RateScheme.rule_for_op(nn.MaxPool2d(2))
+    temporal_pool = schemes.TemporalScheme.rule_for_op(nn.MaxPool2d(2))
+    assert rate_pool is Scheme.rule_for_op(nn.MaxPool2d(2)) and temporal_pool is not rate_pool
+    # the most specific class wins: ReLU6 takes the Hardtanh rule, the output softmax is dropped
+    assert schemes.RateScheme.rule_for_op(nn.ReLU6()) is schemes.RateScheme.rule_for_op(nn.Hardtanh(0.0, 6.0))
+    assert schemes.RateScheme.rule_for_op(nn.Softmax(dim=1)) is None
+
+
+def test_options_are_checked_where_they_are_declared():
+    with pytest.raises(InvalidInputError, match="per_channel must be True or False, got 'yes'"):
+        schemes.create("rate", {"per_channel": "yes"})
+    with pytest.raises(InvalidInputError, match="mismatch must be one of 'dither', 'threshold', got 'dithr'. Did you"):
+        schemes.create("population", {"mismatch": "dithr"})
+    with pytest.raises(InvalidInputError, match="seed must be a non-negative integer"):
+        schemes.create("temporal", {"seed": -1})
+    with pytest.raises(InvalidInputError, match="unknown option 'period' for conversion_type='rate'"):
+        schemes.create("rate", {"period": 8})
+    scheme = schemes.create("population", {"n": 4, "batch_size": 8})
+    assert isinstance(scheme, schemes.PopulationScheme) and scheme.options.n == 4 and scheme.options.seed == 0
+
+
+def test_the_stages_are_the_conversion():
+    """bridge → calibrate → build gives bit-for-bit what convert gives, and the artefacts in between."""
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    whole = convert2snn.convert(SmallCNN(), "population", x, n=4, progress=False)
+    ann = convert2snn.bridge(SmallCNN(), x[:1])
+    assert convert2snn.bridge(ann) is ann  # an ANN already bridged is taken as it is
+    scheme = schemes.create("population", {"n": 4, "progress": False})
+    calibration = convert2snn.calibrate(ann, x, scheme)
+    assert set(calibration.scales) == {n.name for n in scheme.calibrated_nodes(ann)} and calibration.samples == 16
+    staged = convert2snn.build(ann, calibration, scheme)
+    assert str(staged.report) == str(whole.report)
+    torch.testing.assert_close(torch.from_numpy(staged.predict(x, 8)), torch.from_numpy(whole.predict(x, 8)),
+                               rtol=0, atol=0)
+    # statistics kept for a lower percentile serve a higher one without a second pass over the data
+    at_max = schemes.create("population", {"n": 4, "percentile": 100.0, "progress": False})
+    reused = convert2snn.calibrate(ann, x, at_max, statistics=calibration.statistics)
+    fresh = convert2snn.calibrate(ann, x, at_max)
+    assert reused.scales.keys() == fresh.scales.keys()
+    assert all(torch.equal(reused.scales[k], fresh.scales[k]) for k in fresh.scales)
+    assert any(not torch.equal(fresh.scales[k], calibration.scales[k]) for k in fresh.scales)
