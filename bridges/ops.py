@@ -14,8 +14,10 @@ converter or pass plus one `declare` call here:
   arguments are read from the module's attributes of the same name, as torch's layers keep them;
 - ``macs``: multiply-accumulates per sample, for weighted layers.
 
-Modules are looked up by their exact class (`spec`): a subclass of a declared class is not
-silently taken for it. Functions are looked up by identity; ``name`` is how files refer to them.
+A module is looked up by the most specific declared class in its hierarchy (`spec`), as the
+conversion rules do, so a subclass computes (bounds, MACs) as its declared base; saving asks
+for its exact class (``exact=True``), since a file can only rebuild declared classes. Functions
+are looked up by identity; ``name`` is how files refer to them.
 """
 
 from __future__ import annotations
@@ -95,13 +97,17 @@ def declare(*keys: Any, bounds: Bounds, macs=None, arguments=None, construct=Non
             _FUNCTIONS_BY_NAME[spec_name] = key
 
 
-def spec(op: Any) -> OpSpec | None:
-    """The declaration of a module (by its exact class) or a function; None when it is not in the vocabulary."""
-    key = type(op) if isinstance(op, nn.Module) else op
-    try:
-        return _SPECS.get(key)
-    except TypeError:  # an unhashable call target
-        return None
+def spec(op: Any, *, exact: bool = False) -> OpSpec | None:
+    """The declaration of a module (its class, or with ``exact=False`` the nearest declared base
+    class) or of a function; None when it is not in the vocabulary."""
+    keys = ((type(op),) if exact else type(op).__mro__) if isinstance(op, nn.Module) else (op,)
+    for key in keys:
+        try:
+            if key in _SPECS:
+                return _SPECS[key]
+        except TypeError:  # an unhashable call target
+            return None
+    return None
 
 
 def module_classes() -> dict[str, type]:

@@ -18,7 +18,7 @@ from .errors import InvalidInputError
 
 # The timesteps reported when none are asked for (one simulation up to the largest serves all);
 # a single-spike temporal network reports its latency instead (`SpikingModel.default_timesteps`).
-DEFAULT_TIMESTEPS = (4, 8, 16, 32, 64)
+DEFAULT_TIMESTEPS = (4, 8, 16, 32)
 
 
 def as_tensor(x: Any, name: str = "x") -> torch.Tensor:

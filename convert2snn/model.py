@@ -61,6 +61,9 @@ class SpikingModel:
         self.scales = scales
         self.scheme = scheme
         self.report = report
+        # kept here too: a deep copy of a GraphModule drops attributes it does not know
+        self.bridge_info: BridgeInfo = ann.bridge_info
+        self.sources: dict[str, str] = dict(network.snn_sources)  # SNN module → the ANN node it stands for
         self.device = torch.device("cpu")
         self._static: dict[str, Any] | None = None  # fan-out and MACs, computed on first use
         self._layer_names = {name: name for name, m in self.network.named_modules() if is_neuron(m)}
@@ -75,11 +78,6 @@ class SpikingModel:
     @property
     def conversion_type(self) -> str:
         return self.scheme.name
-
-    @property
-    def bridge_info(self) -> BridgeInfo:
-        """Where the ANN came from: input layout, layer names (see `bridges.BridgeInfo`)."""
-        return self.ann.bridge_info
 
     # -- structure ---------------------------------------------------------------------------
     def _count_neurons(self) -> dict[str, int]:

@@ -72,7 +72,7 @@ def calibrate(
     once per process, recorded as an approximation). ``statistics`` from an earlier calibration on
     the same data skip the pass over the data (they must have kept the percentile asked for).
     """
-    info: BridgeInfo = ann.bridge_info
+    info = _bridge_info(ann)
     opts = scheme.options
     report = ConversionReport(scheme.name, opts.as_dict())
     if data is None:
@@ -105,6 +105,8 @@ def calibrate(
 def build(ann: fx.GraphModule, calibration: Calibration, scheme: Scheme) -> SpikingModel:
     """The SNN of ``ann`` with ``calibration``'s scales, built by ``scheme``, normalised and checked
     against the λ-clipped ANN; the user-facing `SpikingModel`."""
+    _bridge_info(ann)
+    scheme = type(scheme)(copy.deepcopy(scheme.options))  # each model its own options (simulations read them)
     report = copy.deepcopy(calibration.report)
     network = _network(ann, calibration.scales, scheme, report)
     return SpikingModel(ann, network, calibration.scales, scheme, report)
@@ -186,6 +188,17 @@ def _network(
     example = torch.randn((2,) + tuple(info.input_shape), generator=torch.Generator().manual_seed(0))
     scheme.finish(snn, ann, scales, report, example)
     return snn
+
+
+def _bridge_info(ann: Any) -> BridgeInfo:
+    """The `BridgeInfo` of an ANN from `bridge`, or a clear error for anything else."""
+    info = getattr(ann, "bridge_info", None)
+    if not isinstance(ann, fx.GraphModule) or not isinstance(info, BridgeInfo):
+        raise InvalidInputError(
+            f"expected a clean ANN from convert2snn.bridge(model) (a torch.fx.GraphModule with .bridge_info), "
+            f"got {type(ann).__name__}; a deep copy of one loses .bridge_info: bridge the model again"
+        )
+    return info
 
 
 def _shapes(ann: fx.GraphModule) -> dict[str, tuple[int, ...]]:

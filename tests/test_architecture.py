@@ -106,12 +106,33 @@ def test_no_private_name_is_imported_from_another_module(package):
 
 def test_the_pipeline_is_visible_in_the_file_list():
     package = ROOT / "convert2snn"
-    for part in ("stages.py", "statistics.py", "model.py", "simulate.py", "schemes/base.py", "schemes/common.py",
-                 "schemes/rate.py", "schemes/population.py", "schemes/temporal.py", "graph/builder.py",
-                 "graph/normalize.py", "graph/limits.py", "graph/serialize.py", "neurons/protocol.py",
-                 "neurons/kernels/__init__.py", "metrics/energy.py", "metrics/ops.py", "metrics/sinks.py",
-                 "metrics/results.py", "tools/sweep.py", "tools/spkeras.py", "tools/nir.py", "tools/plots.py",
-                 "cli/main.py", "cli/data.py"):
+    for part in (
+        "stages.py",
+        "statistics.py",
+        "model.py",
+        "simulate.py",
+        "schemes/base.py",
+        "schemes/common.py",
+        "schemes/rate.py",
+        "schemes/population.py",
+        "schemes/temporal.py",
+        "graph/builder.py",
+        "graph/normalize.py",
+        "graph/limits.py",
+        "graph/serialize.py",
+        "neurons/protocol.py",
+        "neurons/kernels/__init__.py",
+        "metrics/energy.py",
+        "metrics/ops.py",
+        "metrics/sinks.py",
+        "metrics/results.py",
+        "tools/sweep.py",
+        "tools/spkeras.py",
+        "tools/nir.py",
+        "tools/plots.py",
+        "cli/main.py",
+        "cli/data.py",
+    ):
         assert (package / part).is_file(), part
     assert (ROOT / "bridges" / "ops.py").is_file()
     # tests mirror the package: every test folder of tests/convert2snn names a subpackage

@@ -20,7 +20,6 @@ import bridges
 from .. import __version__, distributed, schemes, stages
 from ..errors import ConversionError, UnsupportedLayerError
 from ..inputs import DEFAULT_TIMESTEPS
-from ..tools import plots
 from ..tools.sweep import bridge_once, sweep
 from .data import (
     CLIError,
@@ -139,6 +138,8 @@ def cmd_evaluate(args) -> int:
         result.to_csv(args.csv)
         written.append(args.csv)
     if args.plot or args.layers_plot or args.raster:
+        from ..tools import plots  # noqa: PLC0415  (matplotlib only when plotting)
+
         if args.plot:
             written.append(
                 plots.plot_accuracy_vs_t(

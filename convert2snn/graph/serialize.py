@@ -28,7 +28,7 @@ def _jsonable(v: Any) -> Any:
 
 def _module_spec(module: nn.Module) -> dict:
     cls = type(module)
-    spec = ops.spec(module)
+    spec = ops.spec(module, exact=True)
     if spec is None:
         raise InvalidInputError(f"cannot save a graph containing {cls.__name__}")
     kwargs = {}

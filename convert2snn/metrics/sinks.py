@@ -174,7 +174,7 @@ class Correlation(SampleCounts):
 
 def correlation_pairs(model: Any) -> dict[str, tuple[str, torch.Tensor]]:
     """Neuron layer → (the ANN node it stands for, λ per neuron) for layers with a one-to-one ANN counterpart."""
-    sources = model.network.snn_sources  # SNN module → the ANN node it stands for (set by the builder)
+    sources = model.sources  # SNN module → the ANN node it stands for
     propagate_shapes(model.ann, torch.zeros((1,) + tuple(model.bridge_info.input_shape)))
     ann_shapes = {n.name: node_shape(n, 1) for n in model.ann.graph.nodes}
     pairs = {}

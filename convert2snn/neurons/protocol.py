@@ -15,7 +15,8 @@ recognised by attributes it happens to have):
   complete, for codes that have such a point.
 
 A new neuron model is one class that subclasses SpikingJelly's `BaseNode` (charge → fire →
-reset) and `SpikingNode`, plus the conversion rule that places it.
+reset) and `SpikingNode` and implements `limit_module` (the exactness check of every conversion
+needs it), plus the conversion rule that places it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ A new scheme is one module: a `SchemeOptions` subclass, a `Scheme` subclass regi
 
 from typing import Any
 
-from . import common, population, rate, temporal  # noqa: F401  (declare the shared rules, register the schemes)
+from . import common, rate, population, temporal  # noqa: F401  # isort: skip  (shared rules, then the schemes in order)
 from .base import Scheme, SchemeOptions, registered, scheme_class
 from .population import PopulationOptions, PopulationScheme
 from .rate import RateOptions, RateScheme

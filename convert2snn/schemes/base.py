@@ -25,6 +25,7 @@ the same class is an error; a subclass overrides a rule by declaring the key aga
 from __future__ import annotations
 
 import difflib
+import numbers
 from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar
@@ -105,7 +106,7 @@ class SchemeOptions:
                 raise InvalidInputError(f"{f.name} must be True or False, got {value!r}")
         if (
             isinstance(self.percentile, bool)
-            or not isinstance(self.percentile, (int, float))
+            or not isinstance(self.percentile, numbers.Real)
             or not 0.0 < self.percentile <= 100.0
         ):
             raise InvalidInputError(f"percentile must be in (0, 100], got {self.percentile}")
@@ -227,7 +228,9 @@ class Scheme:
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
-        cls._rules = {}  # each class declares its own; lookups walk the hierarchy
+        # each class declares its own rules and refusals; lookups walk the hierarchy
+        cls._rules = dict(cls.__dict__.get("_rules", {}))
+        cls.refusals = dict(cls.__dict__.get("refusals", {}))
 
     def __init__(self, options: SchemeOptions):
         if not isinstance(options, self.Options):

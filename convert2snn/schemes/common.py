@@ -77,7 +77,11 @@ Scheme.refusals = {
         "a softmax inside the network has no {coded} equivalent", "Only a final softmax is supported (it is dropped)."
     ),
     LSTM: Refusal("gated recurrence has no {coded} equivalent", "Use conversion_type='population'."),
-    nn.LSTM: Refusal("gated recurrence has no {coded} equivalent", "Use conversion_type='population'."),
+    nn.LSTM: Refusal(
+        "torch's nn.LSTM module is not part of the clean graph",
+        "Export the model to ONNX (torch.onnx.export) and convert the .onnx file: its LSTM converts with "
+        "conversion_type='population'.",
+    ),
     operator.mul: Refusal(
         "the rate of a product is not the product of rates",
         "Remove the elementwise product (e.g. attention gates) or use an analog layer.",

@@ -1,8 +1,9 @@
 """Population conversion: every unit becomes a population of ``n`` heterogeneous spiking neurons.
 
-- ReLU / ReLU6 / clipped ReLU → ``Affine(1/λ) → PopulationIFNode → Affine(λ)`` (λ, weight
-  normalisation, max pooling, Add/Concat, the readout: as every scheme does them, see
-  `schemes/common.py`). With dithered initial potentials a population's count after T steps is
+- ReLU / ReLU6 / clipped ReLU → ``Affine(1/λ) → PopulationIFNode → Affine(λ)``; λ, weight
+  normalisation and the readout as every scheme does them (`schemes/base.py`,
+  `graph/normalize.py`), max pooling, Add/Concat and the other shared rules from
+  `schemes/common.py`. With dithered initial potentials a population's count after T steps is
   round(n·T·x): n·T levels instead of T, so the same accuracy needs about n× fewer steps.
 - Sigmoid / Tanh → `PopulationActivationNode` (stateless threshold populations, see
   `convert2snn.neurons.population`), so networks with sigmoid/tanh layers convert.

@@ -155,12 +155,12 @@ class cnn_to_snn:  # noqa: N801  (SpKeras's name)
         acc = float((scores.argmax(1).numpy() == labels).mean())
         return loss, acc
 
-    def SpikeCounter(
+    def SpikeCounter(  # noqa: N802  (SpKeras's name)
         self,
         x_train: Any,
         timesteps: int = 255,
         thresholding: float = 0.5,
-        scaling_factor: float = 1,  # noqa: N802
+        scaling_factor: float = 1,
         spike_ext: int = 0,
         batch_size: int = 100,
         noneloss: bool = False,

@@ -41,7 +41,6 @@ from ..model import SpikingModel
 from ..progress import progress_bar
 from ..report import ConversionReport
 from ..stages import Calibration, bridge, build, calibrate, convert
-from . import plots as plotting
 
 DEFAULT_PERCENTILES = (99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0)
 _RESERVED = ("name", "conversion_type", "search")
@@ -458,6 +457,8 @@ class SweepResult:
         self.to_markdown(files["markdown"])
         self.to_json(files["json"])
         if plots and self.ok():
+            from . import plots as plotting  # noqa: PLC0415  (matplotlib only when plotting)
+
             results = {r.name: r.result for r in self.ok()}
             files["accuracy_plot"] = plotting.plot_accuracy_vs_t(
                 results, out / "accuracy_vs_T.png", title="SNN accuracy vs timesteps"

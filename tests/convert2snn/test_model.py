@@ -190,3 +190,12 @@ def test_reset_net_and_surrogate_fine_tuning(data):
     functional.reset_net(network)
     assert all(m.v == m.v_init * m.v_threshold for m in network.modules() if isinstance(m, IFNeuron))
     assert losses[-1] < losses[0], losses
+
+
+def test_a_deep_copy_of_a_model_simulates_like_the_original(snn, data):
+    x = data[1][:16]
+    y = snn.ann_predict(x).argmax(1)
+    twin = copy.deepcopy(snn)
+    np.testing.assert_array_equal(twin.predict(x, 8), snn.predict(x, 8))
+    a, b = snn.evaluate(x, y, timesteps=[4, 8]), twin.evaluate(x, y, timesteps=[4, 8])
+    assert a.as_dict() == b.as_dict() and a.layer_correlation  # the copy keeps the ANN ↔ SNN pairs

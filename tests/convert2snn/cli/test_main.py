@@ -273,10 +273,44 @@ def test_every_conversion_option_is_a_flag_of_convert(workdir, monkeypatch, caps
             if field.name != "progress":  # follows --quiet
                 assert "--" + field.name.replace("_", "-") in out, field.name
     monkeypatch.chdir(workdir)
-    assert main(["convert", "model.onnx", "--calibration", "data.npz", "-o", "q.c2s", "--signed-bit", "8",
-                 "--input-range", "0", "1", "--no-per-channel", "-q"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "model.onnx",
+                "--calibration",
+                "data.npz",
+                "-o",
+                "q.c2s",
+                "--signed-bit",
+                "8",
+                "--input-range",
+                "0",
+                "1",
+                "--no-per-channel",
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "weights quantised to 8-bit" in out and "λ[" in out and "min=" not in out  # one λ per layer
-    assert main(["convert", "model.onnx", "-t", "population", "--calibration", "data.npz", "-o", "p.c2s",
-                 "--layer-n", '{"nothere": 4}', "-q"]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "model.onnx",
+                "-t",
+                "population",
+                "--calibration",
+                "data.npz",
+                "-o",
+                "p.c2s",
+                "--layer-n",
+                '{"nothere": 4}',
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "layer_n names 'nothere'" in capsys.readouterr().err

@@ -38,8 +38,10 @@ def no_calibration(monkeypatch):
     monkeypatch.setattr(stages, "collect_statistics", fail)
 
 
-@pytest.mark.parametrize("conversion_type, coded", [("rate", "rate-coded"), ("population", "population-coded"),
-                                                    ("temporal", "temporally coded")])
+@pytest.mark.parametrize(
+    "conversion_type, coded",
+    [("rate", "rate-coded"), ("population", "population-coded"), ("temporal", "temporally coded")],
+)
 def test_an_op_without_a_rule_is_refused_by_name_before_calibration(no_calibration, conversion_type, coded):
     with pytest.raises(UnsupportedLayerError) as err:
         convert2snn.convert(GeluNet(), conversion_type, torch.rand(4, 1, 8, 8), progress=False)
@@ -97,8 +99,9 @@ def test_the_stages_are_the_conversion():
     assert set(calibration.scales) == {n.name for n in scheme.calibrated_nodes(ann)} and calibration.samples == 16
     staged = convert2snn.build(ann, calibration, scheme)
     assert str(staged.report) == str(whole.report)
-    torch.testing.assert_close(torch.from_numpy(staged.predict(x, 8)), torch.from_numpy(whole.predict(x, 8)),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        torch.from_numpy(staged.predict(x, 8)), torch.from_numpy(whole.predict(x, 8)), rtol=0, atol=0
+    )
     # statistics kept for a lower percentile serve a higher one without a second pass over the data
     at_max = schemes.create("population", {"n": 4, "percentile": 100.0, "progress": False})
     reused = convert2snn.calibrate(ann, x, at_max, statistics=calibration.statistics)
@@ -106,3 +109,28 @@ def test_the_stages_are_the_conversion():
     assert reused.scales.keys() == fresh.scales.keys()
     assert all(torch.equal(reused.scales[k], fresh.scales[k]) for k in fresh.scales)
     assert any(not torch.equal(fresh.scales[k], calibration.scales[k]) for k in fresh.scales)
+
+
+def test_each_model_owns_its_options_and_the_stages_refuse_an_unbridged_ann():
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    ann = convert2snn.bridge(SmallCNN(), x[:1])
+    scheme = schemes.create("rate", {"progress": False})
+    calibration = convert2snn.calibrate(ann, x, scheme)
+    a, b = convert2snn.build(ann, calibration, scheme), convert2snn.build(ann, calibration, scheme)
+    a.options.batch_size = 3
+    assert b.options.batch_size == scheme.options.batch_size == 256
+    with pytest.raises(InvalidInputError, match="expected a clean ANN from convert2snn.bridge"):
+        convert2snn.calibrate(SmallCNN(), x, scheme)
+
+
+def test_refusals_declared_by_one_scheme_stay_its_own():
+    class Strict(schemes.RateScheme):
+        pass
+
+    Strict.refusals[nn.GELU] = schemes.base.Refusal("never here", "Do something else.")
+    try:
+        assert Strict.__dict__["refusals"] is not Scheme.refusals
+        assert schemes.create("rate").refusal(nn.GELU())[0] == "GELU has no rate-coded equivalent"
+        assert Strict(schemes.RateOptions()).refusal(nn.GELU())[:2] == ("GELU: never here", "Do something else.")
+    finally:
+        del Strict.refusals[nn.GELU]
