@@ -79,6 +79,7 @@ def to_torch(
     *,
     onnx_path: str | os.PathLike | None = None,
     timings: BridgeTimings | None = None,
+    check_inputs: torch.Tensor | None = None,
 ) -> fx.GraphModule:
     """A clean `torch.fx.GraphModule` (PyTorch layout, batch first) equivalent to ``model``.
 
@@ -86,12 +87,14 @@ def to_torch(
     `onnx.ModelProto` or a `torch.nn.Module` (then ``example_input``, a batch, is required).
     Keras models are exported to ONNX in a child process (``onnx_path`` keeps that file).
     The result carries ``.bridge_info`` (a `BridgeInfo`): input layout, layer names, whether a
-    final softmax was kept. The user's model is not modified.
+    final softmax was kept. ``check_inputs``: a batch in the original model's layout and range
+    (e.g. calibration data) on which the clean graph is checked against the import, besides the
+    random inputs every graph is checked on. The user's model is not modified.
     """
     timings = timings if timings is not None else BridgeTimings()
     kind = _source_kind(model)
     if kind == "torch":
-        return _torch_to_clean(model, example_input, timings)
+        return _torch_to_clean(model, example_input, timings, check_inputs)
     with tempfile.TemporaryDirectory(prefix="convert2snn_") as tmp:
         if kind == "keras":
             t0 = time.perf_counter()
@@ -101,12 +104,17 @@ def to_torch(
             proto = onnx.load(str(path))
         else:
             proto = load_onnx(model)
-        return _onnx_to_clean(proto, timings, source=kind)
+        return _onnx_to_clean(proto, timings, kind, check_inputs)
 
 
-def _onnx_to_clean(proto: onnx.ModelProto, timings: BridgeTimings, source: str) -> fx.GraphModule:
+def _onnx_to_clean(
+    proto: onnx.ModelProto, timings: BridgeTimings, source: str, check_inputs: torch.Tensor | None
+) -> fx.GraphModule:
     meta = bridge_metadata(proto)
     input_shape = onnx_input_shape(proto)
+    permutation = (0, 3, 1, 2) if meta.get("inputs_as_nchw") and len(input_shape) == 3 else None
+    if check_inputs is not None and permutation is not None:
+        check_inputs = check_inputs.permute(permutation)
     t0 = time.perf_counter()
     raw = onnx_to_fx(proto)
     timings.import_onnx = time.perf_counter() - t0
@@ -118,11 +126,8 @@ def _onnx_to_clean(proto: onnx.ModelProto, timings: BridgeTimings, source: str) 
         if node.op == "call_module":
             sources[node.name] = layer_by_node.get(str(node.target)) or str(node.target)
     t0 = time.perf_counter()
-    gm, clean_sources = canonicalize(raw, input_shape, sources)
+    gm, clean_sources = canonicalize(raw, input_shape, sources, _matching(check_inputs, input_shape))
     timings.canonicalize = time.perf_counter() - t0
-    permutation = None
-    if meta.get("inputs_as_nchw") and len(input_shape) == 3:
-        permutation = (0, 3, 1, 2)
     gm.bridge_info = BridgeInfo(
         source="keras" if meta.get("source") == "keras" else source,
         input_shape=input_shape,
@@ -141,7 +146,15 @@ class _LeafTracer(fx.Tracer):
         return isinstance(m, (nn.LSTM, LSTM)) or super().is_leaf_module(m, qualname)
 
 
-def _torch_to_clean(model: nn.Module, example_input: torch.Tensor | None, timings: BridgeTimings) -> fx.GraphModule:
+def _matching(x: torch.Tensor | None, input_shape: tuple[int, ...]) -> torch.Tensor | None:
+    """``x`` when it is a batch of the model's input shape (the caller checks shapes with a clear
+    error; a mismatch here only leaves the extra check out)."""
+    return x if x is not None and tuple(x.shape[1:]) == tuple(input_shape) else None
+
+
+def _torch_to_clean(
+    model: nn.Module, example_input: torch.Tensor | None, timings: BridgeTimings, check_inputs: torch.Tensor | None
+) -> fx.GraphModule:
     if example_input is None:
         raise InvalidInputError(
             "a torch.nn.Module needs an example input batch to fix its input shape: "
@@ -161,7 +174,8 @@ def _torch_to_clean(model: nn.Module, example_input: torch.Tensor | None, timing
     raw = fx.GraphModule(module, graph)
     timings.import_onnx = time.perf_counter() - t0
     t0 = time.perf_counter()
-    gm, sources = canonicalize(raw, tuple(example_input.shape[1:]))
+    input_shape = tuple(example_input.shape[1:])
+    gm, sources = canonicalize(raw, input_shape, check_inputs=_matching(check_inputs, input_shape))
     timings.canonicalize = time.perf_counter() - t0
     gm.bridge_info = BridgeInfo(
         source="torch",

@@ -153,7 +153,12 @@ def export(request: dict) -> dict:
         # tf2onnx deep-copies the whole graph, weights included, before every optimiser run
         # so that it can roll a failing optimiser back (~1 s on a VGG-16). Our optimiser subset
         # is first run without that safety net; only if it raises is the safe mode used.
-        os.environ["TF2ONNX_CATCH_ERRORS"] = "TRUE" if catch_errors else "FALSE"
+        # tf2onnx 1.17 reads TF2ONNX_CATCH_ERRORS set to anything as "do not catch" (it compares the
+        # variable's name, not its value, with "TRUE"): its rollback needs the variable unset.
+        if catch_errors:
+            os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
+        else:
+            os.environ["TF2ONNX_CATCH_ERRORS"] = "FALSE"
         return tf2onnx.convert.from_keras(
             model,
             input_signature=tuple(specs),

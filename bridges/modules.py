@@ -64,6 +64,31 @@ class Affine(nn.Module):
         return x
 
 
+class Slice(nn.Module):
+    """Per-sample slicing ``x[:, ..., start:stop:step, ...]`` on the axes ``dims`` (≥ 1: the batch axis
+    is kept): crops, channel splits (chunk / split), strided subsampling. Steps are positive."""
+
+    def __init__(self, dims: tuple[int, ...], starts: tuple[int, ...], stops: tuple[int, ...], steps: tuple[int, ...]):
+        super().__init__()
+        if not len(dims) == len(starts) == len(stops) == len(steps) or min(dims, default=1) < 1:
+            raise ValueError("Slice needs one start, stop and step per axis, on axes ≥ 1")
+        if min(steps, default=1) < 1:
+            raise ValueError("Slice steps must be positive")
+        self.dims = tuple(int(d) for d in dims)
+        self.starts = tuple(int(v) for v in starts)
+        self.stops = tuple(int(v) for v in stops)
+        self.steps = tuple(int(v) for v in steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        index: list[slice] = [slice(None)] * x.dim()
+        for dim, start, stop, step in zip(self.dims, self.starts, self.stops, self.steps):
+            index[dim] = slice(start, stop, step)
+        return x[tuple(index)]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"dim {d}: {a}:{b}:{c}" for d, a, b, c in zip(self.dims, self.starts, self.stops, self.steps))
+
+
 class Pad(nn.Module):
     """Constant padding (``F.pad`` layout: last dimension first)."""
 

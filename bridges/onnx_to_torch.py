@@ -27,6 +27,14 @@ _HINTS = {
     "If": "data-dependent control flow (If) cannot be converted; remove the branch from the model",
     "GRU": "GRU is not supported; use an LSTM layer",
     "RNN": "SimpleRNN is not supported; use an LSTM layer",
+    "Gelu": "GELU is not a ReLU-like activation and no conversion type represents it; retrain with ReLU",
+    "Erf": "an error function (GELU's exact form) has no spiking equivalent; retrain with ReLU",
+    "Erfc": "an error function (GELU's exact form) has no spiking equivalent; retrain with ReLU",
+    "StatefulPartitionedCall": "tf2onnx left this layer as a TensorFlow function call (Keras 3 exports a grouped "
+    "Conv2D, groups > 1, this way, and custom layers): ONNX has no such op. Use DepthwiseConv2D or separate "
+    "Conv2D layers instead of groups",
+    "PartitionedCall": "tf2onnx left this layer as a TensorFlow function call (a grouped Conv2D or a custom "
+    "layer): ONNX has no such op. Use DepthwiseConv2D or separate Conv2D layers instead of groups",
 }
 
 
@@ -175,3 +183,8 @@ def onnx_to_fx(proto: onnx.ModelProto) -> fx.GraphModule:
         return convert(proto)
     except NotImplementedError as exc:
         raise UnsupportedLayerError(f"onnx2torch cannot convert the model: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - onnx2torch raises KeyError, ValueError, ... on models it cannot read
+        raise UnsupportedLayerError(
+            f"onnx2torch failed on the model ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+            "`convert2snn inspect MODEL` lists the support status of every layer"
+        ) from exc

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .converters.lstm import LSTM
-from .modules import Affine, OutputSoftmax, Pad, Permute, Reshape
+from .modules import Affine, OutputSoftmax, Pad, Permute, Reshape, Slice
 
 Interval = tuple[torch.Tensor, torch.Tensor]
 # bounds(op, inputs, kwargs) -> output interval(s); ``op`` is the module or the function, ``inputs``
@@ -60,7 +60,14 @@ ADAPTIVE_POOL = (
     nn.AdaptiveMaxPool3d,
 )
 POOL = AVG_POOL + MAX_POOL
-MOVES_VALUES = (nn.Flatten, nn.Unflatten, nn.Identity, Reshape, Permute)  # element to element, nothing computed
+MOVES_VALUES = (
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Identity,
+    Reshape,
+    Permute,
+    Slice,
+)  # elements moved or dropped, none computed
 # Maps that commute with averaging over time, so a spiking network runs them once per time step:
 # Conv/Linear, average pooling, reshapes, upsampling, padding and constant affine maps.
 AFFINE_MAPS = WEIGHTED + AVG_POOL + MOVES_VALUES + (nn.Upsample, Pad, Affine)

@@ -38,6 +38,9 @@ from .schemes.base import Scheme
 from .sequence import propagate_shapes
 from .statistics import LayerStatistics, collect_statistics
 
+# Calibration samples on which the bridge checks the clean ANN against the model (in its own range).
+CHECK_SAMPLES = 4
+
 
 @dataclass
 class Calibration:
@@ -51,15 +54,19 @@ class Calibration:
     samples: int = 0
 
 
-def bridge(model: Any, example_input: Any = None) -> fx.GraphModule:
+def bridge(model: Any, example_input: Any = None, check_inputs: Any = None) -> fx.GraphModule:
     """The clean ANN of ``model``: a `keras.Model`, a path to `.keras`/`.h5`/SavedModel/`.onnx`, an
     `onnx.ModelProto`, a `torch.nn.Module` (``example_input`` fixes its input shape), or an ANN that
-    is already bridged (returned as it is: `bridge(snn.ann)` is `snn.ann`)."""
+    is already bridged (returned as it is: `bridge(snn.ann)` is `snn.ann`). ``check_inputs``: a few
+    inputs in the model's own layout and range (e.g. calibration samples) on which the clean graph
+    is checked against the model, besides random ones."""
     if isinstance(model, fx.GraphModule) and isinstance(getattr(model, "bridge_info", None), BridgeInfo):
         return model
     if isinstance(model, torch.nn.Module) and example_input is not None:
         example_input = as_tensor(example_input, "example_input")
-    return bridges.to_torch(model, example_input)
+    if check_inputs is not None:
+        check_inputs = as_tensor(check_inputs, "check_inputs")
+    return bridges.to_torch(model, example_input, check_inputs=check_inputs)
 
 
 def calibrate(
@@ -145,7 +152,7 @@ def convert(
         _check_shape_before_export(model, x_cal)
         if isinstance(model, torch.nn.Module) and example_input is None:
             example_input = x_cal[:1]
-    ann = bridge(model, example_input)
+    ann = bridge(model, example_input, check_inputs=None if x_cal is None else x_cal[:CHECK_SAMPLES])
     if x_cal is not None:
         scheme.check_calibration_data(check_input_shape(x_cal, ann.bridge_info, "calibration_data"))
     scheme.check(ann, ann.bridge_info.layers)
@@ -174,7 +181,10 @@ def load(path: str | os.PathLike) -> SpikingModel:
     scheme = schemes.create(meta["conversion_type"], meta["options"])
     scales = dict(payload["scales"])
     network = _network(ann, scales, scheme, ConversionReport(scheme.name, scheme.options.as_dict()))
-    network.load_state_dict(payload["snn_state"], strict=True)
+    # files written before the folded scales' modules were removed also hold those (unused) buffers
+    missing = network.load_state_dict(payload["snn_state"], strict=False).missing_keys
+    if missing:
+        raise InvalidInputError(f"'{path}' lacks the network's {', '.join(missing[:5])}: it is truncated or damaged")
     return SpikingModel(ann, network, scales, scheme, ConversionReport(**meta["report"]))
 
 

@@ -18,7 +18,7 @@ from torch import fx, nn
 
 from bridges import ops
 
-from .errors import UnsupportedLayerError
+from .errors import ConversionError, UnsupportedLayerError
 from .progress import progress_bar
 
 
@@ -98,7 +98,13 @@ def collect_statistics(
             enabled=progress,
             total=math.ceil(n_samples / batch_size),
         ):
-            model(data[start : start + batch_size].to(device))
+            try:
+                model(data[start : start + batch_size].to(device))
+            except RuntimeError as exc:  # the clean ANN ran on these shapes when bridged: a bug
+                raise ConversionError(
+                    f"internal error: the clean ANN failed on calibration samples {start}…{start + batch_size - 1} "
+                    f"({' '.join(str(exc).split())}); please report this model"
+                ) from exc
     finally:
         for h in handles:
             h.remove()

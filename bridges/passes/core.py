@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+from ..errors import ConversionError
+
 RuleFn = Callable[["PassContext", fx.Node], bool]
 RoundPass = Callable[["PassContext"], int]
 _RULES: dict[Any, list[tuple[int, RuleFn]]] = {}
@@ -27,7 +29,9 @@ BATCHES = (2, 3)
 
 
 def rule(*keys: Any, priority: int = 0) -> Callable[[RuleFn], RuleFn]:
-    """Register ``fn`` for nodes whose op key is one of ``keys`` (lower priority runs first)."""
+    """Register ``fn`` for nodes whose op key is one of ``keys`` (lower priority runs first): a module
+    class, a function, a method name, or a function's "module.qualname" (for a package that must
+    not be imported here)."""
 
     def deco(fn: RuleFn) -> RuleFn:
         for key in keys:
@@ -61,9 +65,13 @@ def rules_for(key: Any) -> list[RuleFn]:
             found.extend(_RULES.get(cls, []))
         return [fn for _, fn in sorted(found, key=lambda item: item[0])]
     try:
-        return [fn for _, fn in _RULES.get(key, [])]
+        found = _RULES.get(key, [])
     except TypeError:  # unhashable target
         return []
+    if not found and callable(key):
+        # a function of a package bridges must not import (torchvision: see _torchvision_guard) by its name
+        found = _RULES.get(f"{getattr(key, '__module__', '')}.{getattr(key, '__qualname__', '')}", [])
+    return [fn for _, fn in found]
 
 
 @dataclass
@@ -217,7 +225,14 @@ def run_rules(ctx: PassContext, *, max_rounds: int = 50) -> int:
             if node.graph is None or getattr(node, "_erased", False) or node not in ctx.values[0]:
                 continue  # erased or created during this round
             for fn in rules_for(op_key(ctx.gm, node)):
-                if fn(ctx, node):
+                try:
+                    fired = fn(ctx, node)
+                except Exception as exc:  # noqa: BLE001 - a rule's bug: named, never a raw error
+                    raise ConversionError(
+                        f"internal error: the clean-up rule {fn.__name__} failed on node '{node.name}' "
+                        f"({type(exc).__name__}: {exc}); please report this model"
+                    ) from exc
+                if fired:
                     changed += 1
                     break
         ctx.gm.graph.eliminate_dead_code()
@@ -226,7 +241,9 @@ def run_rules(ctx: PassContext, *, max_rounds: int = 50) -> int:
         total += changed
         if not changed:
             return total
-    raise RuntimeError("graph canonicalisation did not converge (a rule keeps firing)")
+    raise ConversionError(
+        "internal error: the graph clean-up did not converge (a rule keeps firing); please report this model"
+    )
 
 
 def _drop_unused_modules(gm: fx.GraphModule) -> None:

@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from onnx2torch.node_converters.activations import OnnxSoftmaxV1V11
+from onnx2torch.node_converters.activations import OnnxHardSigmoid, OnnxSoftmaxV1V11
 from onnx2torch.node_converters.clip import OnnxClip
 from onnx2torch.node_converters.global_average_pool import (
     OnnxGlobalAveragePool,
@@ -18,7 +18,7 @@ from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
 from onnx2torch.node_converters.resize import OnnxResize
 from torch import fx, nn
 
-from ..modules import OutputSoftmax, Pad, torch_pads
+from ..modules import Affine, OutputSoftmax, Pad, torch_pads
 from ..ops import CONV
 from .core import PassContext, is_output, rule, single_user
 
@@ -47,6 +47,23 @@ def activation_function_to_module(ctx: PassContext, node: fx.Node) -> bool:
         return False
     module = _ACTIVATION_FUNCTIONS[node.target]()
     ctx.replace_with_module(node, module, (node.args[0],), name=type(module).__name__.lower())
+    return True
+
+
+@rule(nn.Hardsigmoid, OnnxHardSigmoid, F.hardsigmoid, "hardsigmoid")
+def hard_sigmoid_to_clip(ctx: PassContext, node: fx.Node) -> bool:
+    """hard-sigmoid(x) = clip(α·x + β, 0, 1): a constant affine map (folded into the layer before it)
+    and a clipped ReLU, which every conversion type takes."""
+    x = node.args[0] if node.args else None
+    if not isinstance(x, fx.Node):
+        return False
+    module = ctx.module(node) if node.op == "call_module" else None
+    alpha, beta = (module.alpha, module.beta) if isinstance(module, OnnxHardSigmoid) else (1.0 / 6.0, 0.5)
+    affine = ctx.insert_module(
+        node, Affine(torch.tensor(float(alpha)), torch.tensor(float(beta))), (x,), name="hardsigmoid_affine"
+    )
+    clip = ctx.insert_module(affine, nn.Hardtanh(0.0, 1.0), (affine,), name="hardsigmoid", source_from=node)
+    ctx.replace(node, clip)
     return True
 
 

@@ -74,6 +74,45 @@ def canonical_reshape(ctx: PassContext, node: fx.Node) -> bool:
     return True
 
 
+@rule(torch.transpose, "transpose", torch.swapaxes, "swapaxes", torch.swapdims, "swapdims")
+def transpose_to_permute(ctx: PassContext, node: fx.Node) -> bool:
+    """Swapping two axes (channel shuffle: ``x.transpose(1, 2)``) is a `Permute` when the batch stays first."""
+    x = node.args[0]
+    shape = ctx.shape(x) if isinstance(x, fx.Node) and not ctx.is_constant(x) else None
+    dims = list(node.args[1:3]) + [node.kwargs[k] for k in ("dim0", "dim1") if k in node.kwargs]
+    if shape is None or len(dims) != 2 or not all(isinstance(d, int) for d in dims):
+        return False
+    a, b = (d % len(shape) for d in dims)
+    if 0 in (a, b) and a != b:
+        return False
+    perm = list(range(len(shape)))
+    perm[a], perm[b] = perm[b], perm[a]
+    ctx.replace_with_module(node, Permute(tuple(perm)), (x,), name="permute")
+    return True
+
+
+@rule(torch._assert, torch._assert_async)
+def drop_assertion(ctx: PassContext, node: fx.Node) -> bool:
+    """A traced shape assertion (torchvision's ``torch._assert``) that held on the recordings: the
+    input shape is fixed, so it always holds; its condition's nodes die with it."""
+    condition = node.args[0] if node.args else None
+    held = all(bool(v) for v in (ctx.value(condition, run) for run in range(len(BATCHES))) if v is not None)
+    if node.users or not held:
+        return False
+    ctx.gm.graph.erase_node(node)
+    return True
+
+
+@rule("torchvision.ops.stochastic_depth.stochastic_depth")  # by name: bridges never imports torchvision
+def drop_stochastic_depth(ctx: PassContext, node: fx.Node) -> bool:
+    """``stochastic_depth(x, p, mode, training=False)`` is the identity at inference."""
+    training = node.kwargs.get("training", node.args[3] if len(node.args) > 3 else True)
+    if training is not False:
+        return False
+    ctx.replace(node, node.args[0])
+    return True
+
+
 @rule(OnnxTranspose, "permute", torch.permute, Permute)
 def canonical_permute(ctx: PassContext, node: fx.Node) -> bool:
     x = node.args[0]

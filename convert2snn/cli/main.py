@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import bridges
+from bridges import ops
 
 from .. import __version__, distributed, schemes, stages
 from ..errors import ConversionError, UnsupportedLayerError
@@ -72,23 +73,48 @@ def cmd_inspect(args) -> int:
         print(str(snn.report))
         return 0
     rows = bridges.inspect_layers(args.model)
+    bad = [r for r in rows if not r.supported]
+    if args.conversion_type and not bad:
+        print(f"{len(rows)} layer(s), 0 unsupported by the bridge")
+        return _inspect_conversion(args)
     width = max([len("layer")] + [len(r.layer) for r in rows])
     print(f"{'layer':<{width}}  {'ONNX ops':<28} status")
     for r in rows:
         status = "ok" if r.supported else f"UNSUPPORTED: {r.reason}"
         print(f"{r.layer:<{width}}  {', '.join(r.op_types)[:28]:<28} {status}")
-    bad = [r for r in rows if not r.supported]
     print(f"{len(rows)} layer(s), {len(bad)} unsupported by the bridge")
-    if args.conversion_type and not bad:
-        scheme = schemes.create(args.conversion_type)
-        ann = stages.bridge(args.model)
-        try:
-            scheme.check(ann, ann.bridge_info.layers)
-            print(f"conversion_type={args.conversion_type!r}: every layer can be converted")
-        except UnsupportedLayerError as exc:
-            print(str(exc))
-            return 1
     return 1 if bad else 0
+
+
+def _inspect_conversion(args) -> int:
+    """Every layer of the clean ANN (the model's own layer names) and whether the conversion type takes it."""
+    scheme = schemes.create(args.conversion_type)
+    ann = stages.bridge(args.model)
+    names = ann.bridge_info.layers
+    problems: dict[str, str] = {}
+    for layer, (what, _hint, _op) in scheme.problems(ann, names):
+        problems.setdefault(layer, what)
+    layers: dict[str, list[str]] = {}
+    for node in ann.graph.nodes:
+        if node.op in ("call_module", "call_function", "call_method"):
+            op = ann.get_submodule(node.target) if node.op == "call_module" else node.target
+            kinds = layers.setdefault(names.get(node.name, node.name), [])
+            if ops.op_name(op) not in kinds:
+                kinds.append(ops.op_name(op))
+    width = max([len("layer")] + [len(layer) for layer in layers])
+    print(f"{'layer':<{width}}  {'ops (clean graph)':<28} {args.conversion_type}")
+    for layer, kinds in layers.items():
+        print(f"{layer:<{width}}  {', '.join(kinds)[:28]:<28} {problems.get(layer, 'ok')}")
+    print(
+        f"{len(layers)} layer(s); {len(layers) - len(problems)} convert with conversion_type={args.conversion_type!r}"
+    )
+    try:
+        scheme.check(ann, names)
+    except UnsupportedLayerError as exc:
+        print(str(exc))  # grouped, with what to do
+        return 1
+    print(f"conversion_type={args.conversion_type!r}: every layer can be converted")
+    return 0
 
 
 def cmd_convert(args) -> int:

@@ -188,16 +188,23 @@ class StepSynapse(SpikeRouter, base.MemoryModule):
 
 
 class CycleDelay(SpikeRouter, base.MemoryModule):
-    """Delays a sequence by ``cycles``·K steps (aligns residual branches of different depth)."""
+    """Delays a single-spike signal by ``cycles``·K steps (aligns residual branches of different depth).
 
-    def __init__(self, cycles: int, period: int, step_mode: str = "m"):
+    A value of the single-spike code is read only in the cycle that carries it (``source_cycle`` for
+    the input): the node keeps that one cycle, K steps, and replays it ``cycles`` cycles later. Its
+    output outside the replayed cycle is zero (silent where a whole chunk is outside), so memory
+    and work do not grow with the delay.
+    """
+
+    def __init__(self, cycles: int, period: int, source_cycle: int, step_mode: str = "m"):
         super().__init__()
-        self.cycles, self.period = int(cycles), int(period)
+        self.cycles, self.period, self.source_cycle = int(cycles), int(period), int(source_cycle)
         self.step_mode = step_mode
-        self.register_memory("buffer", None)
+        self.register_memory("t", 0)
+        self.register_memory("stored", None)
 
     def extra_repr(self) -> str:
-        return f"cycles={self.cycles}, period={self.period}"
+        return f"cycles={self.cycles}, period={self.period}, source_cycle={self.source_cycle}"
 
     def routing_module(self) -> nn.Module:
         return nn.Identity()
@@ -206,12 +213,23 @@ class CycleDelay(SpikeRouter, base.MemoryModule):
         return self.multi_step_forward(x.unsqueeze(0))[0]
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        delay = self.cycles * self.period
-        if self.buffer is None:
-            self.buffer = torch.zeros_like(x_seq[0]).unsqueeze(0).repeat((delay,) + (1,) * (x_seq.dim() - 1))
-        joined = torch.cat([self.buffer, x_seq], dim=0)
-        self.buffer = joined[x_seq.shape[0] :].clone()
-        return joined[: x_seq.shape[0]]
+        steps, K, t0 = x_seq.shape[0], self.period, int(self.t)
+        self.t = t0 + steps
+        phases = _times(t0, steps, x_seq.device) - self.source_cycle * K  # phase within the carried cycle
+        kept = ((phases >= 0) & (phases < K)).nonzero().flatten()
+        if kept.numel():
+            if self.stored is None:
+                self.stored = torch.zeros((K,) + tuple(x_seq.shape[1:]), dtype=x_seq.dtype, device=x_seq.device)
+            a, b = int(kept[0]), int(kept[-1]) + 1
+            self.stored[int(phases[a]) : int(phases[a]) + b - a] = x_seq[a:b]
+        replay = phases - self.cycles * K
+        shown = ((replay >= 0) & (replay < K)).nonzero().flatten()
+        if not shown.numel() or self.stored is None:
+            return silent(x_seq)
+        out = sequence_buffer(x_seq).zero_()
+        a, b = int(shown[0]), int(shown[-1]) + 1
+        out[a:b] = self.stored[int(replay[a]) : int(replay[a]) + b - a]
+        return out
 
 
 class CycleReadout(MembraneReadout):

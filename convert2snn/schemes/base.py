@@ -299,28 +299,37 @@ class Scheme:
     # -- 1. check ----------------------------------------------------------------------------------
     def check(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> None:
         """Refuse, before any calibration, everything this scheme cannot convert in ``ann``."""
-        ctx = CheckContext(self, ann, layer_names)
-        problems, first = [], None
-        for node in ann.graph.nodes:
-            found = self.node_problem(ctx, node)
-            if found:
-                layer = layer_names.get(node.name, node.name)
-                problems.append(f"  - layer '{layer}': {found[0]}. {found[1]}")
-                first = first or (layer, found[2])
+        problems = self.problems(ann, layer_names)
         if problems:
+            grouped: dict[tuple[str, str], list[str]] = {}  # (what, hint) → layers, in graph order
+            for layer, problem in problems:
+                grouped.setdefault(problem[:2], []).append(layer)
+            lines = [f"  - {_layer_list(layers)}: {what}. {hint}" for (what, hint), layers in grouped.items()]
             raise UnsupportedLayerError(
                 f"{len(problems)} layer(s) cannot be converted with conversion_type={self.name!r}:\n"
-                + "\n".join(problems),
-                layer=first[0],
-                op=first[1],
+                + "\n".join(lines),
+                layer=problems[0][0],
+                op=problems[0][1][2],
             )
         self.check_model(ann, layer_names)
+
+    def problems(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> list[tuple[str, Problem]]:
+        """(layer, problem) for every node of ``ann`` this scheme cannot convert, in graph order."""
+        ctx = CheckContext(self, ann, layer_names)
+        found = []
+        for node in ann.graph.nodes:
+            problem = self.node_problem(ctx, node)
+            if problem:
+                found.append((layer_names.get(node.name, node.name), problem))
+        return found
 
     def node_problem(self, ctx: CheckContext, node: fx.Node) -> Problem | None:
         """What keeps ``node`` out of this scheme's SNN, or None."""
         if node.op in ("placeholder", "output"):
             return None
-        if node.op == "get_attr":
+        if node.op == "get_attr":  # a problem only where it feeds an op that is otherwise supported
+            if all(self.rule_for(ctx.ann, user) is None for user in node.users):
+                return None
             return "a free-standing constant tensor cannot be represented", "Fold it into a layer.", "constant"
         rule = self.rule_for(ctx.ann, node)
         if rule is None:
@@ -463,6 +472,14 @@ class Scheme:
 
     def finalize(self, snn: fx.GraphModule, report: ConversionReport) -> None:
         """Scheme-specific work after the exactness check."""
+
+
+def _layer_list(layers: list[str], shown: int = 4) -> str:
+    """ "layer 'a'", or "layers 'a', 'b', 'c', 'd' and 12 more"."""
+    if len(layers) == 1:
+        return f"layer '{layers[0]}'"
+    names = ", ".join(f"'{name}'" for name in layers[:shown])
+    return f"layers {names}" + (f" and {len(layers) - shown} more" if len(layers) > shown else "")
 
 
 def _hashable(key: Any) -> bool:

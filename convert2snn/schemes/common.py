@@ -16,6 +16,7 @@ from __future__ import annotations
 import operator
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 
 from bridges import ops
@@ -73,6 +74,48 @@ Scheme.refusals = {
     ),
     nn.LeakyReLU: Refusal("a negative slope would need negative spikes", "Retrain with ReLU (or LeakyReLU(0))."),
     nn.ELU: Refusal("ELU is negative for negative inputs", "Retrain with ReLU."),
+    **{
+        activation: Refusal(
+            "not a ReLU-like activation (it is negative or curved where ReLU is not); no conversion type represents it",
+            "Retrain with ReLU or ReLU6 (hard-sigmoid converts; sigmoid and tanh: conversion_type='population').",
+        )
+        for activation in (
+            nn.SiLU,
+            nn.GELU,
+            nn.Hardswish,
+            nn.Mish,
+            nn.Softplus,
+            nn.SELU,
+            nn.CELU,
+            nn.PReLU,
+            nn.Softsign,
+            nn.Tanhshrink,
+            F.silu,
+            F.gelu,
+            F.hardswish,
+            F.mish,
+            F.softplus,
+            F.elu,
+        )
+    },
+    **{
+        norm: Refusal(
+            "normalises each sample by its own mean and variance, which spike counts cannot compute",
+            "Use BatchNorm (folded into the weights at inference) and retrain.",
+        )
+        for norm in (
+            nn.LayerNorm,
+            nn.GroupNorm,
+            nn.InstanceNorm1d,
+            nn.InstanceNorm2d,
+            nn.InstanceNorm3d,
+            nn.LocalResponseNorm,
+            F.layer_norm,
+            F.group_norm,
+            F.instance_norm,
+            F.local_response_norm,
+        )
+    },
     nn.Softmax: Refusal(
         "a softmax inside the network has no {coded} equivalent", "Only a final softmax is supported (it is dropped)."
     ),
@@ -83,8 +126,8 @@ Scheme.refusals = {
         "conversion_type='population'.",
     ),
     operator.mul: Refusal(
-        "the rate of a product is not the product of rates",
-        "Remove the elementwise product (e.g. attention gates) or use an analog layer.",
+        "the rate of a product is not the product of rates, and no conversion type multiplies two signals",
+        "Retrain without the elementwise product (a squeeze-excitation or attention gate).",
         label="Multiply of two tensors",
         op="Mul",
     ),

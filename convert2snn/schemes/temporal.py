@@ -126,7 +126,7 @@ def _align(b: SNNBuilder, node: fx.Node, args: tuple) -> tuple[tuple, int | None
     aligned = []
     for i, (a, c) in enumerate(zip(args, cycles)):
         if c is not None and c < target:
-            a = b.call(CycleDelay(target - c, b.options.period), (a,), f"{node.name}_delay{i}", node)
+            a = b.call(CycleDelay(target - c, b.options.period, c), (a,), f"{node.name}_delay{i}", node)
             b.report.notes.append(
                 f"layer '{b.layer(node)}': input {i} delayed by {target - c} cycle(s) to meet the others"
             )

@@ -189,6 +189,18 @@ def _relu6():
     return _model(inp, x, "relu6")
 
 
+@config("hard_sigmoid")
+def _hard_sigmoid():
+    # Keras 3's hard_sigmoid adds a scalar after a conv: tf2onnx's transpose optimiser crashes on it
+    # ("max() arg is an empty sequence") and the export must fall back to tf2onnx's rollback
+    L = _layers()
+    inp = _input((8, 8, 3))
+    x = L.Conv2D(4, 3, padding="same", name="conv_hs")(inp)
+    x = L.Activation("hard_sigmoid", name="hs")(x)
+    x = L.Conv2D(2, 1, name="conv_after")(x)
+    return _model(inp, L.Flatten(name="flat")(x), "hard_sigmoid")
+
+
 @config("activations_dense")
 def _activations():
     L = _layers()

@@ -276,3 +276,24 @@ def test_keras_model_object_and_savedmodel_directory(tmp_path):
         with torch.no_grad():
             y = gm(gm.bridge_info.to_model_layout(torch.from_numpy(ref["x"]))).numpy()
         assert np.abs(y - ref[key]).max() <= 1e-5 * max(np.abs(ref[key]).max(), 1e-6), source
+
+
+def test_a_failing_clean_up_rule_is_named_not_raised_raw(monkeypatch):
+    from bridges.passes import core
+
+    def broken(ctx, node):
+        raise KeyError("boom")
+
+    monkeypatch.setitem(core._RULES, torch.nn.ReLU, [(-100, broken)])
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU()).eval()
+    with pytest.raises(bridges.ConversionError, match=r"the clean-up rule broken failed on node .*KeyError.*report"):
+        bridges.to_torch(net, example_input=torch.zeros(1, 4))
+
+
+def test_a_model_that_fails_on_its_inputs_is_named():
+    class Picky(torch.nn.Module):
+        def forward(self, x):
+            return x.view(4)  # one sample only: fails on a batch
+
+    with pytest.raises(bridges.InvalidInputError, match="the imported model fails on inputs of shape"):
+        bridges.to_torch(Picky(), example_input=torch.zeros(1, 4))

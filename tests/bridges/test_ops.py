@@ -13,7 +13,7 @@ from torch import fx, nn
 
 from bridges import ops
 from bridges.converters.lstm import LSTM
-from bridges.modules import Affine, OutputSoftmax, Pad, Permute, Reshape
+from bridges.modules import Affine, OutputSoftmax, Pad, Permute, Reshape, Slice
 from convert2snn.graph.serialize import graph_from_spec, graph_to_spec
 from convert2snn.statistics import interval_maxima
 
@@ -126,6 +126,7 @@ def test_every_module_class_of_the_vocabulary_is_saved_and_rebuilt():
         Permute((0, 2, 1)),
         nn.Upsample(scale_factor=2.0),
         Pad((1, 0), 0.5),
+        Slice((1, 2), (0, 1), (2, 3), (1, 2)),
         Affine(torch.ones(3), None),
         LSTM(torch.randn(2, 8, 3), torch.randn(2, 8, 2), torch.randn(2, 16), None, "bidirectional", 1),
     ]

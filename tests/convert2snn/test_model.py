@@ -86,6 +86,20 @@ def test_load_refuses_other_versions_and_junk(snn, tmp_path):
         convert2snn.load(path)
 
 
+def test_load_takes_files_with_the_folded_scales_buffers_and_refuses_missing_weights(snn, data, tmp_path):
+    path = tmp_path / "m.c2s"
+    snn.save(path)
+    payload = torch.load(path, weights_only=True)
+    state = payload["snn_state"]
+    payload["snn_state"] = {**state, "relu_in.module.scale": torch.ones(4, 1, 1)}  # as older versions wrote
+    torch.save(payload, path)
+    assert np.array_equal(convert2snn.load(path).predict(data[1], 8), snn.predict(data[1], 8))
+    payload["snn_state"] = {k: v for k, v in state.items() if not k.endswith("weight")}
+    torch.save(payload, path)
+    with pytest.raises(InvalidInputError, match="lacks the network's .*weight.*truncated or damaged"):
+        convert2snn.load(path)
+
+
 def test_spike_counts_agree_with_brute_force(snn, data):
     x = data[1][:10]
     counts = snn.spike_counts(x, timesteps=12)

@@ -314,3 +314,32 @@ def test_every_conversion_option_is_a_flag_of_convert(workdir, monkeypatch, caps
         == 2
     )
     assert "layer_n names 'nothere'" in capsys.readouterr().err
+
+
+def test_inspect_lists_every_layer_with_the_conversion_types_verdict(tmp_path, monkeypatch, capsys):
+    class Squash(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv, self.fc = nn.Conv2d(1, 2, 3), nn.Linear(2 * 6 * 6, 3)
+
+        def forward(self, x):
+            return self.fc(torch.sigmoid(torch.relu(self.conv(x))).flatten(1))
+
+    torch.onnx.export(
+        Squash().eval(),
+        (torch.rand(1, 1, 8, 8),),
+        str(tmp_path / "squash.onnx"),
+        dynamo=False,
+        input_names=["x"],
+        dynamic_axes={"x": {0: "n"}},
+    )
+    monkeypatch.chdir(tmp_path)
+    assert main(["inspect", "squash.onnx", "-t", "rate"]) == 1
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line and not line.startswith((" ", "-"))}
+    conv = next(line for name, line in rows.items() if "Conv2d" in line)
+    assert conv.rstrip().endswith("ok")
+    assert any("Sigmoid" in line and "a sigmoid cannot be represented" in line for line in rows.values())
+    assert "cannot be converted with conversion_type='rate'" in out and "conversion_type='population'" in out
+    assert main(["inspect", "squash.onnx", "-t", "population"]) == 0

@@ -95,9 +95,13 @@ def test_step_synapse_holds_until_the_cycle_ends_across_chunks():
 
 def test_cycle_delay_and_readout_across_chunks():
     x = torch.arange(1.0, 13.0).reshape(12, 1)
-    delay = CycleDelay(1, 4)
-    out = torch.cat([delay(x[:5]), delay(x[5:])])
-    assert out.flatten().tolist() == [0.0] * 4 + list(range(1, 9))
+    delay = CycleDelay(1, 4, source_cycle=1)  # replays steps 4…7 (cycle 1) at steps 8…11
+    out = torch.cat([delay(x[:5]), delay(x[5:9]), delay(x[9:])])
+    assert out.flatten().tolist() == [0.0] * 8 + [5.0, 6.0, 7.0, 8.0]
+    delay = CycleDelay(2, 4, source_cycle=0)
+    pieces = [delay(x[i : i + 3]) for i in range(0, 12, 3)]
+    assert torch.cat(pieces).flatten().tolist() == [0.0] * 8 + [1.0, 2.0, 3.0, 4.0]
+    assert all(p.stride() == (0, 0) for p in pieces[:2])  # nothing to show: a silent chunk
     readout = CycleReadout(4, cycle=1)
     r = torch.cat([readout(x[:6]), readout(x[6:])]).flatten()
     assert r[:4].tolist() == [0.0] * 4
