@@ -2,6 +2,7 @@
 
     python benchmarks/bench_accuracy.py --dataset mnist     # LeNet-style CNN on MNIST
     python benchmarks/bench_accuracy.py --dataset cifar10   # VGG-style CNN on CIFAR-10 (JPEG-decoded copy)
+    python benchmarks/bench_accuracy.py --dataset cifar10_resnet   # ResNet-20 on the same CIFAR-10 copy
     python benchmarks/bench_accuracy.py --samples 1000 --ablation-samples 500 --max-T 64   # a quick look
 
 Results go to ``benchmarks/results/<dataset>_results.json`` and ``<dataset>_accuracy_vs_T.png``.
@@ -53,6 +54,11 @@ DATASETS = {  # dataset → (Keras model recipe in train_models.py, default data
         ROOT.parent / "shared" / "datasets" / "cifar10_jpeg.npz",
         "VGG-style CNN on CIFAR-10 (JPEG-decoded copy)",
     ),
+    "cifar10_resnet": (
+        "cifar10_resnet20",
+        ROOT.parent / "shared" / "datasets" / "cifar10_jpeg.npz",
+        "ResNet-20 on CIFAR-10 (JPEG-decoded copy)",
+    ),
 }
 DEFAULT_T = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 TTFS_PERIODS = (4, 8, 16, 32)
@@ -101,7 +107,7 @@ def load_data(dataset: str, path: Path):
     sorted by class, so its splits are shuffled with a fixed seed: calibration images and test
     subsets are then class-balanced (MNIST keeps its original order)."""
     x_tr, y_tr, x_te, y_te = (train_models.load_mnist if dataset == "mnist" else train_models.load_cifar10)(str(path))
-    if dataset == "cifar10":
+    if dataset.startswith("cifar10"):
         rng = np.random.default_rng(0)
         tr, te = rng.permutation(len(x_tr)), rng.permutation(len(x_te))
         x_tr, y_tr, x_te, y_te = x_tr[tr], y_tr[tr], x_te[te], y_te[te]
@@ -203,6 +209,25 @@ def run_code(source, name: str, kind: str, options: dict, x_cal, x, y, timesteps
 
 
 # -- 3. SpikingJelly ------------------------------------------------------------------------------------
+def for_spikingjelly(ann):
+    """convert2snn's clean ANN for SpikingJelly's converter, without the final softmax (its step-mode
+    adapter rejects the traced softmax function): a chain as a plain nn.Sequential of the SAME modules,
+    any other graph (residual networks) as a copy of the fx graph."""
+    try:
+        return as_sequential(ann)
+    except ValueError:
+        from bridges.modules import OutputSoftmax
+
+        graph = copy.deepcopy(ann)
+        for node in graph.graph.nodes:
+            if node.op == "call_module" and isinstance(graph.get_submodule(node.target), OutputSoftmax):
+                node.replace_all_uses_with(node.args[0])
+                graph.graph.erase_node(node)
+        graph.recompile()
+        graph.delete_all_unused_submodules()
+        return graph.eval()
+
+
 def as_sequential(ann):
     """convert2snn's clean ANN (a chain fx graph) as a plain nn.Sequential of the SAME modules, without the
     final softmax: SpikingJelly's step-mode adapter rejects the traced softmax function."""
@@ -549,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["codes"].append(row)
 
     # -- SpikingJelly on the same torch ANN
-    seq = as_sequential(snn.ann)
+    seq = for_spikingjelly(snn.ann)
     to_nchw = snn.ann.bridge_info.to_model_layout
     x_nchw = to_nchw(torch.as_tensor(x)).contiguous().numpy()
     cal_nchw = to_nchw(torch.as_tensor(x_cal)).contiguous()
@@ -558,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         seq_acc = float((seq(torch.as_tensor(x_nchw)).argmax(1).numpy() == y).mean())
     results["sequential_ann_accuracy"] = seq_acc
     log(
-        f"SpikingJelly {getattr(spikingjelly, '__version__', '')}: ANN as nn.Sequential "
+        f"SpikingJelly {getattr(spikingjelly, '__version__', '')}: ANN as {type(seq).__name__} "
         f"{list(dict(seq.named_children()))}, "
         f"accuracy {100 * seq_acc:.2f} %"
     )

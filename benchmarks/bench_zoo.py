@@ -14,7 +14,9 @@ N(0, 0.1²), variance U(0.5, 1), affine U(0.75, 1.25) / N(0, 0.1²)), seeded. Fo
   seconds of the check, the calibration and the build (normalisation and limit check included); the
   limit check (the SNN's T → ∞ network against the ANN clipped at λ, relative); and the relative
   error of the SNN's output against the clipped ANN on the calibration inputs at T = 64 and 256
-  (temporal: at its latency, against the ANN clipped at λ and rounded to K levels, which it equals);
+  (temporal: at its latency, against the ANN clipped at λ and rounded to K levels, which it equals
+  up to rounding ties); beside rate's, the error of the clipped ANN whose activations are merely
+  rounded to 256 levels — how sensitive the (random) network is to any such quantisation;
 - a refused model: seconds from the end of the bridge to the refusal, and the refusal's first line.
 
 ``--scaling-only`` (also run after the zoo unless ``--skip-scaling``): rate conversion time of a
@@ -224,6 +226,10 @@ def run_model(key: str, size: int) -> dict:
             )
         else:
             entry.update({f"error_T{t}": relative(snn.predict(x, t), clipped) for t in (64, 256)})
+            if kind == "rate":  # how sensitive the network is: the clipped ANN with activations on 256 levels
+                with torch.no_grad():
+                    rounded = quantized_ann(ann, calibration.scales, 256)(xt).numpy()
+                entry["rounded_ann_error_256"] = relative(rounded, clipped)
     return row
 
 
@@ -288,13 +294,13 @@ def _fmt(v, spec=".3g") -> str:
 def table(rows: list[dict]) -> str:
     head = (
         "| model | size | bridge s | bridge diff | rate check / calib / build s | rate limit | rate err T=64 / 256 "
-        "| population err T=64 / 256 | temporal err (vs rounded ANN) | refusal (first) |"
+        "| ANN on 256 levels | population err T=64 / 256 | temporal err (vs rounded ANN) | refusal (first) |"
     )
-    lines = [head, "|---|---:|---:|---:|---|---:|---|---|---|---|"]
+    lines = [head, "|---|---:|---:|---:|---|---:|---|---:|---|---|---|"]
     for r in rows:
         if "bridge_error" in r:
             lines.append(
-                f"| {r['model']} | {r['size']} | {r['bridge_s']:.1f} | – | – | – | – | – | – | bridge: "
+                f"| {r['model']} | {r['size']} | {r['bridge_s']:.1f} | – | – | – | – | – | – | – | bridge: "
                 f"{r['bridge_error']} |"
             )
             continue
@@ -309,6 +315,7 @@ def table(rows: list[dict]) -> str:
             f"| {r['model']} | {r['size']} | {r['bridge_s']:.1f} | {_fmt(r['bridge_diff'], '.1e')} | {stages} | "
             f"{_fmt(rate.get('limit_check'), '.1e')} | "
             f"{_fmt(rate.get('error_T64'))} / {_fmt(rate.get('error_T256'))} | "
+            f"{_fmt(rate.get('rounded_ann_error_256'))} | "
             f"{_fmt(pop.get('error_T64'))} / {_fmt(pop.get('error_T256'))} | "
             f"{_fmt(tmp.get('error_vs_rounded'), '.1e')} | {refusal[:120]} |"
         )

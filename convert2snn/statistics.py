@@ -18,7 +18,7 @@ from torch import fx, nn
 
 from bridges import ops
 
-from .errors import ConversionError, UnsupportedLayerError
+from .errors import ConversionError, SimulationMemoryError, UnsupportedLayerError
 from .progress import progress_bar
 
 
@@ -100,6 +100,11 @@ def collect_statistics(
         ):
             try:
                 model(data[start : start + batch_size].to(device))
+            except torch.OutOfMemoryError as exc:
+                raise SimulationMemoryError(
+                    f"calibration batches of {batch_size} samples do not fit in {device}'s memory; pass a smaller "
+                    "batch_size"
+                ) from exc
             except RuntimeError as exc:  # the clean ANN ran on these shapes when bridged: a bug
                 raise ConversionError(
                     f"internal error: the clean ANN failed on calibration samples {start}…{start + batch_size - 1} "

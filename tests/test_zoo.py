@@ -194,3 +194,12 @@ def test_weight_normalisation_is_linear_in_depth(monkeypatch):
     leftover = [m for m in snn.network.modules() if isinstance(m, Affine)]
     assert not leftover  # every λ_in/λ_out folded into a Conv/Linear
     assert _error_vs_clipped(snn, x, 256) < 0.05
+
+
+def test_indexing_that_cuts_the_batch_is_not_taken_for_a_slice():
+    class BatchCut(nn.Module):
+        def forward(self, x):
+            return torch.relu(x[:4]).flatten(1)
+
+    with pytest.raises(UnsupportedLayerError, match="getitem has no rate-coded equivalent"):
+        convert2snn.convert(BatchCut(), "rate", torch.rand(8, 2, 3), progress=False)

@@ -227,6 +227,8 @@ def run_rules(ctx: PassContext, *, max_rounds: int = 50) -> int:
             for fn in rules_for(op_key(ctx.gm, node)):
                 try:
                     fired = fn(ctx, node)
+                except MemoryError:
+                    raise
                 except Exception as exc:  # noqa: BLE001 - a rule's bug: named, never a raw error
                     raise ConversionError(
                         f"internal error: the clean-up rule {fn.__name__} failed on node '{node.name}' "

@@ -61,10 +61,11 @@ def _call(ctx: PassContext, node: fx.Node, data: fx.Node, probe: torch.Tensor) -
 
 
 def _slice_of(probe_out: Any, shape: tuple[int, ...]) -> Slice | None:
-    """The `Slice` whose output is ``probe_out`` (flat source indices, one sample), or None."""
-    if not isinstance(probe_out, torch.Tensor) or probe_out.dim() != len(shape) + 1 or probe_out.shape[0] != 1:
+    """The `Slice` whose output is ``probe_out`` (flat source indices of a batch of ``shape``, batch
+    axis first), or None. Every sample must keep its place: the batch axis is never sliced."""
+    if not isinstance(probe_out, torch.Tensor) or probe_out.dim() != len(shape) or probe_out.shape[0] != shape[0]:
         return None
-    out = probe_out[0].double().numpy()
+    out = probe_out.double().numpy()
     if out.size == 0 or not np.array_equal(out, np.round(out)):
         return None
     coords = np.unravel_index(out.astype(np.int64), shape)
@@ -81,22 +82,30 @@ def _slice_of(probe_out: Any, shape: tuple[int, ...]) -> Slice | None:
             return None
         stop = start + step * (len(positions) - 1) + 1
         if (start, stop, step) != (0, shape[axis], 1):
-            dims.append(axis + 1)
+            if axis == 0:
+                return None  # the batch axis is cut: not a per-sample op
+            dims.append(axis)
             starts.append(start)
             stops.append(stop)
             steps.append(step)
     return Slice(tuple(dims), tuple(starts), tuple(stops), tuple(steps))
 
 
+# Samples in a probe: more than any recording has, so that an op cutting the batch axis shows.
+_PROBE_BATCH = max(BATCHES) + 2
+
+
 def _probe(ctx: PassContext, data: fx.Node, run: Callable[[torch.Tensor], Any]) -> Slice | None:
     shape = ctx.shape(data)
-    if shape is None or len(shape) < 2 or shape[0] != BATCHES[0] or math.prod(shape[1:]) > _MAX_PROBE_ELEMENTS:
+    if shape is None or len(shape) < 2 or shape[0] != BATCHES[0]:
         return None
-    sample = tuple(shape[1:])
-    probe = torch.arange(math.prod(sample), dtype=torch.float32).reshape((1,) + sample)
+    full = (_PROBE_BATCH,) + tuple(shape[1:])
+    if math.prod(full) > _MAX_PROBE_ELEMENTS:
+        return None
+    probe = torch.arange(math.prod(full), dtype=torch.float32).reshape(full)
     try:
         with torch.no_grad():
-            return _slice_of(run(probe), sample)
+            return _slice_of(run(probe), full)
     except Exception:  # noqa: BLE001 - the op does not take this probe: not a slice we know
         return None
 

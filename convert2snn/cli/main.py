@@ -106,7 +106,8 @@ def _inspect_conversion(args) -> int:
     for layer, kinds in layers.items():
         print(f"{layer:<{width}}  {', '.join(kinds)[:28]:<28} {problems.get(layer, 'ok')}")
     print(
-        f"{len(layers)} layer(s); {len(layers) - len(problems)} convert with conversion_type={args.conversion_type!r}"
+        f"{len(layers)} layer(s); {sum(layer not in problems for layer in layers)} convert with "
+        f"conversion_type={args.conversion_type!r}"
     )
     try:
         scheme.check(ann, names)

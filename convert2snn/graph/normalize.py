@@ -28,6 +28,7 @@ from bridges import ops
 from bridges.fold import fold_input_scale, fold_output_affine
 from bridges.modules import Affine, Pad
 
+from ..errors import ConversionError
 from ..neurons import SpikingMaxPool
 from ..sequence import SeqAdd, SeqModule, propagate_shapes
 
@@ -71,7 +72,10 @@ def normalize(snn: fx.GraphModule, example: torch.Tensor) -> int:
     for node in snn.graph.nodes:
         push(node)
     rewrites = 0
+    budget = 10 * len(snn.graph.nodes) + 100  # each rewrite removes or moves a scale: far fewer are needed
     while queue:
+        if rewrites > budget:
+            raise ConversionError("internal error: weight normalisation keeps rewriting; please report this model")
         node = heapq.heappop(queue)
         queued.discard(node)
         if node in erased or not _is_scale(snn, node):

@@ -327,8 +327,8 @@ class Scheme:
         """What keeps ``node`` out of this scheme's SNN, or None."""
         if node.op in ("placeholder", "output"):
             return None
-        if node.op == "get_attr":  # a problem only where it feeds an op that is otherwise supported
-            if all(self.rule_for(ctx.ann, user) is None for user in node.users):
+        if node.op == "get_attr":  # a problem where it is an output or feeds an op that is otherwise supported
+            if not any(user.op == "output" or self.rule_for(ctx.ann, user) is not None for user in node.users):
                 return None
             return "a free-standing constant tensor cannot be represented", "Fold it into a layer.", "constant"
         rule = self.rule_for(ctx.ann, node)
