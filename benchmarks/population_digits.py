@@ -8,11 +8,17 @@
    neurons × T and spikes per inference there.
 2. Keras MLP (sigmoid + tanh) and Keras LSTM (rows as time steps), trained in a child process by
    examples/population_example.py: accuracy vs n ∈ {1, 4, 16, 64} for both mismatch models.
+3. What other activations cost: the same CNN trained (PyTorch, seeded) with SiLU, GELU, ELU,
+   LeakyReLU(0.1), hard-swish, Mish, Softplus and tanh instead of ReLU, each converted to
+   populations (n = 4, 16; a scalar activation becomes one population per monotone piece):
+   accuracy at every T, the first T within 0.5 pp of its ANN, neurons and spikes there
+   (``--activations-only`` runs just this part).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -47,9 +53,35 @@ class DigitsCNN(nn.Module):
         return self.fc2(torch.relu(self.fc1(h.flatten(1))))
 
 
-def train_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 60) -> nn.Module:
+class ActivationCNN(DigitsCNN):
+    """DigitsCNN with another activation in place of every ReLU."""
+
+    def __init__(self, activation: nn.Module):
+        super().__init__()
+        self.a1, self.a2, self.a3 = activation, copy.deepcopy(activation), copy.deepcopy(activation)
+
+    def forward(self, x):
+        h = self.pool(self.a1(self.c1(x)))
+        h = self.pool(self.a2(self.c2(h)))
+        return self.fc2(self.a3(self.fc1(h.flatten(1))))
+
+
+ACTIVATIONS = {
+    "ReLU": nn.ReLU,
+    "SiLU": nn.SiLU,
+    "GELU": nn.GELU,
+    "ELU": nn.ELU,
+    "LeakyReLU(0.1)": lambda: nn.LeakyReLU(0.1),
+    "Hardswish": nn.Hardswish,
+    "Mish": nn.Mish,
+    "Softplus": nn.Softplus,
+    "Tanh": nn.Tanh,
+}
+
+
+def train_cnn(x: np.ndarray, y: np.ndarray, epochs: int = 60, activation: nn.Module | None = None) -> nn.Module:
     torch.manual_seed(0)
-    net = DigitsCNN()
+    net = DigitsCNN() if activation is None else ActivationCNN(activation)
     opt = torch.optim.Adam(net.parameters(), 3e-3)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     g = torch.Generator().manual_seed(0)
@@ -115,6 +147,61 @@ def run_cnn(x_tr, y_tr, x_te, y_te) -> dict:
     return out
 
 
+def run_activations(x_tr, y_tr, x_te, y_te) -> dict:
+    """Section 3: each activation's CNN through population conversion at n = 4 and 16."""
+    x_tr4, x_te4 = x_tr.reshape(-1, 1, 8, 8), x_te.reshape(-1, 1, 8, 8)
+    grid = [t for t in GRID if t <= 64]
+    out: dict = {"grid": grid, "runs": []}
+    for name, make in ACTIVATIONS.items():
+        t0 = time.perf_counter()
+        net = train_cnn(x_tr4, y_tr, activation=make())
+        train_s = time.perf_counter() - t0
+        for n in (4, 16):
+            t0 = time.perf_counter()
+            snn = convert2snn.convert(net, "population", calibration_data=x_tr4, n=n, progress=False)
+            convert_s = time.perf_counter() - t0
+            r = snn.evaluate(x_te4, y_te, timesteps=grid)
+            neurons = sum(snn.neuron_counts().values())
+            t_half = stays_within(grid, r.accuracy, r.ann_accuracy, 0.5)
+            at = grid.index(t_half) if t_half is not None else None
+            run = {
+                "activation": name,
+                "n": n,
+                "train_s": train_s,
+                "convert_s": convert_s,
+                "neurons": neurons,
+                "ann": r.ann_accuracy,
+                "accuracy": r.accuracy,
+                "T_0.5pp": t_half,
+                "spikes_0.5pp": None if at is None else r.spikes_per_neuron[at] * neurons,
+                "spikes_per_step": r.spikes_per_neuron[-1] * neurons / grid[-1],
+            }
+            out["runs"].append(run)
+            print(
+                f"[activations] {name} n={n}: ANN {100 * r.ann_accuracy:.1f}, neurons {neurons}, T(0.5pp) {t_half}, "
+                f"acc@{grid[:6]} {[round(100 * a, 1) for a in r.accuracy[:6]]}",
+                flush=True,
+            )
+    return out
+
+
+def activations_table(out: dict) -> str:
+    grid = out["grid"]
+    shown = [t for t in (1, 2, 4, 8, 16, 64) if t in grid]
+    lines = [
+        "| activation | n | neurons | ANN | " + " | ".join(f"T={t}" for t in shown) + " | T(0.5 pp) | spikes there |",
+        "|---|---:|---:|---:|" + "---:|" * len(shown) + "---:|---:|",
+    ]
+    for run in out["runs"]:
+        accs = " | ".join(f"{100 * run['accuracy'][grid.index(t)]:.1f}" for t in shown)
+        spikes = "–" if run["spikes_0.5pp"] is None else f"{run['spikes_0.5pp']:,.0f}".replace(",", " ")
+        lines.append(
+            f"| {run['activation']} | {run['n']} | {run['neurons']:,} | {100 * run['ann']:.1f} | {accs} | "
+            f"{run['T_0.5pp'] or '> ' + str(grid[-1])} | {spikes} |".replace(",", " ")
+        )
+    return "\n".join(lines)
+
+
 def run_keras(models: Path, x_tr, x_te, y_te) -> dict:
     if not (models / "mlp.keras").exists() or not (models / "lstm.keras").exists():
         models.mkdir(parents=True, exist_ok=True)
@@ -143,11 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", type=Path, default=Path.home() / ".cache" / "convert2snn" / "population_digits")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "population_digits.json")
     p.add_argument("--skip-keras", action="store_true")
+    p.add_argument("--activations-only", action="store_true", help="only section 3 (other activations)")
     args = p.parse_args(argv)
     x_tr, x_te, y_tr, y_te = example.digits_split()
-    result = {"grid": GRID, "cnn": run_cnn(x_tr, y_tr, x_te, y_te)}
-    if not args.skip_keras:
-        result["keras"] = run_keras(args.models, x_tr, x_te, y_te)
+    result: dict = {"grid": GRID}
+    if args.activations_only and args.out.exists():  # keep the other sections of an earlier full run
+        result = json.loads(args.out.read_text())
+    if not args.activations_only:
+        result["cnn"] = run_cnn(x_tr, y_tr, x_te, y_te)
+        if not args.skip_keras:
+            result["keras"] = run_keras(args.models, x_tr, x_te, y_te)
+    result["activations"] = run_activations(x_tr, y_tr, x_te, y_te)
+    print(activations_table(result["activations"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float))
     print(f"wrote {args.out}")

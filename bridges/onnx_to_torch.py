@@ -19,6 +19,10 @@ from .errors import InvalidInputError, UnsupportedLayerError
 
 _BRIDGE_META_KEY = "convert2snn.bridge"
 
+_ERF_HINT = (
+    "an error function (GELU written out, as tf2onnx exports Keras gelu) has no converter; retrain with ReLU, or "
+    "bring the model as torch (nn.GELU exports as an ONNX Gelu op, which conversion_type='population' takes)"
+)
 # Ops with a known reason and a known way out.
 _HINTS = {
     "Loop": "Keras GRU and SimpleRNN export as an ONNX Loop, which is not supported; use an LSTM layer, "
@@ -27,9 +31,8 @@ _HINTS = {
     "If": "data-dependent control flow (If) cannot be converted; remove the branch from the model",
     "GRU": "GRU is not supported; use an LSTM layer",
     "RNN": "SimpleRNN is not supported; use an LSTM layer",
-    "Gelu": "GELU is not a ReLU-like activation and no conversion type represents it; retrain with ReLU",
-    "Erf": "an error function (GELU's exact form) has no spiking equivalent; retrain with ReLU",
-    "Erfc": "an error function (GELU's exact form) has no spiking equivalent; retrain with ReLU",
+    "Erf": _ERF_HINT,
+    "Erfc": _ERF_HINT,
     "StatefulPartitionedCall": "tf2onnx left this layer as a TensorFlow function call (Keras 3 exports a grouped "
     "Conv2D, groups > 1, this way, and custom layers): ONNX has no such op. Use DepthwiseConv2D or separate "
     "Conv2D layers instead of groups",

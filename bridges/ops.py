@@ -49,6 +49,24 @@ RELU_LIKE = (
     nn.Hardtanh,
 )  # activations clipped below at 0 (Hardtanh: only with min_val = 0); ReLU6 is a Hardtanh
 SQUASHING = (nn.Sigmoid, nn.Tanh)
+# Other activations that apply one scalar function to every element (no per-channel parameters)
+SCALAR_ACTIVATIONS = (
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.CELU,
+    nn.SELU,
+    nn.Softplus,
+    nn.Softsign,
+    nn.LogSigmoid,
+    nn.Tanhshrink,
+    nn.Hardshrink,
+    nn.Softshrink,
+    nn.SiLU,
+    nn.GELU,
+    nn.Mish,
+    nn.Hardswish,
+)
+DIPPING = (nn.SiLU, nn.GELU, nn.Mish, nn.Hardswish)  # fall to one minimum, then rise; the others rise
 AVG_POOL = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 MAX_POOL = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 ADAPTIVE_POOL = (
@@ -138,6 +156,33 @@ def _monotone(m: Any, args: tuple, _kwargs: dict) -> Interval:
     """Non-decreasing elementwise maps and maps that move or pool values: apply to both ends."""
     low, high = args[0]
     return m(low), m(high)
+
+
+_MINIMA: dict[type, float] = {}
+
+
+def _minimum_at(m: nn.Module) -> float:
+    """Where a `DIPPING` activation has its minimum (ternary search in float64, once per class)."""
+    cls = type(m)
+    if cls not in _MINIMA:
+        a, b = -10.0, 10.0
+        with torch.no_grad():
+            for _ in range(200):
+                m1, m2 = a + (b - a) / 3, b - (b - a) / 3
+                v1, v2 = m(torch.tensor([m1, m2], dtype=torch.float64)).tolist()
+                a, b = (m1, b) if v1 > v2 else (a, m2)
+        _MINIMA[cls] = (a + b) / 2
+    return _MINIMA[cls]
+
+
+def _dipping(m: Any, args: tuple, _kwargs: dict) -> Interval:
+    """Activations with one minimum: the smaller end value, or the minimum when it lies inside."""
+    low, high = args[0]
+    at = _minimum_at(m)
+    f_low, f_high = m(low), m(high)
+    inside = (low <= at) & (at <= high)
+    bottom = m(torch.full_like(low, at))
+    return torch.where(inside, bottom, torch.minimum(f_low, f_high)), torch.maximum(f_low, f_high)
 
 
 def _unit_interval(m: Any, args: tuple, _kwargs: dict) -> Interval:
@@ -273,7 +318,9 @@ def _lstm_construct(kwargs: dict) -> LSTM:
 declare(nn.Linear, bounds=_weighted_bounds, macs=_linear_macs, arguments=_bias_flag)
 declare(*CONV, bounds=_weighted_bounds, macs=_conv_macs, arguments=_bias_flag)
 declare(*CONV_TRANSPOSE, bounds=_weighted_bounds, macs=_conv_transpose_macs, arguments=_bias_flag)
-declare(nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU, nn.ELU, *SQUASHING, bounds=_monotone)
+declare(nn.ReLU, nn.ReLU6, nn.Hardtanh, *SQUASHING, bounds=_monotone)
+declare(*(a for a in SCALAR_ACTIVATIONS if a not in DIPPING), bounds=_monotone)
+declare(*DIPPING, bounds=_dipping)
 declare(*SOFTMAX, bounds=_unit_interval)
 declare(*POOL, bounds=_monotone)
 declare(*MOVES_VALUES, nn.Upsample, Pad, bounds=_monotone)

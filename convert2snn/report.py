@@ -12,7 +12,8 @@ class ConversionReport:
 
     conversion_type: str
     options: dict[str, Any]
-    scales: dict[str, dict[str, float]] = field(default_factory=dict)  # layer → {"lambda" | "min"/"mean"/"max"}
+    # layer → {"lambda"} | {"min", "mean", "max"} (per channel) | {"low", "high"} (an input range)
+    scales: dict[str, dict[str, float]] = field(default_factory=dict)
     approximations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -28,7 +29,10 @@ class ConversionReport:
     def __str__(self) -> str:
         lines = [f"conversion: {self.conversion_type}"]
         for layer, s in self.scales.items():
-            lines.append(f"  λ[{layer}] = " + ", ".join(f"{k}={v:.4g}" for k, v in s.items()))
+            if set(s) == {"low", "high"}:
+                lines.append(f"  input range[{layer}] = [{s['low']:.4g}, {s['high']:.4g}]")
+            else:
+                lines.append(f"  λ[{layer}] = " + ", ".join(f"{k}={v:.4g}" for k, v in s.items()))
         lines += [f"  approximation: {a}" for a in self.approximations]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)

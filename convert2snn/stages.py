@@ -36,7 +36,7 @@ from .model import FORMAT_NAME, FORMAT_VERSION, SpikingModel
 from .report import ConversionReport
 from .schemes.base import Scheme
 from .sequence import propagate_shapes
-from .statistics import LayerStatistics, collect_statistics
+from .statistics import LayerStatistics, collect_statistics, input_key
 
 # Calibration samples on which the bridge checks the clean ANN against the model (in its own range).
 CHECK_SAMPLES = 4
@@ -90,8 +90,11 @@ def calibrate(
     x = check_input_shape(as_tensor(data, "calibration_data"), info, "calibration_data")
     scheme.check_calibration_data(x)
     propagate_shapes(ann, x[:2])
+    nodes = [n.name for n in scheme.calibrated_nodes(ann)]
+    ranged = [n.name for n in scheme.ranged_nodes(ann)]
+    if statistics is not None and not all(input_key(name) in statistics for name in ranged):
+        statistics = None  # statistics of another scheme, without the input ranges this one needs
     if statistics is None:
-        nodes = [n.name for n in scheme.calibrated_nodes(ann)]
         statistics = (
             collect_statistics(
                 ann,
@@ -101,8 +104,9 @@ def calibrate(
                 per_channel=opts.per_channel,
                 batch_size=opts.batch_size,
                 progress=opts.progress,
+                input_ranges=ranged,
             )
-            if nodes
+            if nodes or ranged
             else {}
         )
     scales = scheme.scales(ann, statistics, _shapes(ann), info.layers, report)

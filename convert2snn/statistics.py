@@ -11,6 +11,7 @@ declared interval rule (`bridges.ops`); an op without one is refused by name.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,18 +25,32 @@ from .progress import progress_bar
 
 @dataclass
 class LayerStatistics:
-    """The largest values of one activation layer over the calibration data."""
+    """The largest values of one activation layer over the calibration data (of its output; of its
+    input, with the smallest values too, for a layer whose input range is measured)."""
 
     top: torch.Tensor  # [k] or [C, k], sorted descending
     count: int  # values seen (per channel when per_channel)
     per_channel: bool
+    bottom: torch.Tensor | None = None  # the largest values of −x: [k], sorted descending (input ranges)
 
     def scale(self, percentile: float) -> torch.Tensor:
         """λ: the activation value at ``percentile`` (100 = the maximum); scalar or [C]."""
-        k = _top_count(self.count, percentile)
-        if k > self.top.shape[-1]:
-            raise ValueError(f"percentile {percentile} needs the top {k} values; only {self.top.shape[-1]} were kept")
-        return self.top[..., k - 1].clone()
+        return _order_statistic(self.top, self.count, percentile)
+
+    def range(self, percentile: float) -> tuple[float, float]:
+        """[low, high]: the values at 100 − ``percentile`` and ``percentile`` (100: the minimum and maximum)."""
+        if self.bottom is None:
+            raise ValueError("these statistics kept the largest values only (no input range)")
+        return -float(_order_statistic(self.bottom, self.count, percentile)), float(
+            _order_statistic(self.top, self.count, percentile)
+        )
+
+
+def _order_statistic(top: torch.Tensor, count: int, percentile: float) -> torch.Tensor:
+    k = _top_count(count, percentile)
+    if k > top.shape[-1]:
+        raise ValueError(f"percentile {percentile} needs the top {k} values; only {top.shape[-1]} were kept")
+    return top[..., k - 1].clone()
 
 
 def _top_count(n: int, percentile: float) -> int:
@@ -55,16 +70,19 @@ def collect_statistics(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    input_ranges: Sequence[str] = (),
 ) -> dict[str, LayerStatistics]:
-    """Statistics of the outputs of the call_module ``nodes`` of ``ann`` over ``data``.
+    """Statistics of the outputs of the call_module ``nodes`` of ``ann`` over ``data``, and of the
+    inputs of the call_module nodes ``input_ranges`` (per layer, largest and smallest values).
 
     ``data`` is in the ANN's (PyTorch) layout. Enough values are kept to read any percentile
     ≥ ``min_percentile`` afterwards.
     """
+    wanted = set(nodes) | set(input_ranges)
     modules = {
-        n.name: ann.get_submodule(n.target) for n in ann.graph.nodes if n.op == "call_module" and n.name in nodes
+        n.name: ann.get_submodule(n.target) for n in ann.graph.nodes if n.op == "call_module" and n.name in wanted
     }
-    missing = set(nodes) - set(modules)
+    missing = wanted - set(modules)
     if missing:
         raise KeyError(f"no call_module nodes named {sorted(missing)}")
     n_samples = data.shape[0]
@@ -72,23 +90,28 @@ def collect_statistics(
     counts: dict[str, int] = {}
     keep: dict[str, int] = {}
 
+    def keep_top(key: str, values: torch.Tensor, batch: int) -> None:
+        if key not in keep:
+            counts[key] = values.shape[1] // batch * n_samples
+            keep[key] = min(_top_count(counts[key], min_percentile), counts[key])
+        merged = values if key not in buffers else torch.cat([buffers[key], values], dim=1)
+        buffers[key] = torch.topk(merged, min(keep[key], merged.shape[1]), dim=1, sorted=True).values
+
     def make_hook(name: str):
-        def hook(_module: nn.Module, _inputs, output: torch.Tensor) -> None:
-            out = output.detach().float()
-            if per_channel:
-                values = out.transpose(0, 1).reshape(out.shape[1], -1)  # [C, batch·rest]
-            else:
-                values = out.reshape(1, -1)
-            if name not in keep:
-                per_sample = values.shape[1] // out.shape[0]
-                counts[name] = per_sample * n_samples
-                keep[name] = min(_top_count(counts[name], min_percentile), counts[name])
-            merged = values if name not in buffers else torch.cat([buffers[name], values], dim=1)
-            k = min(keep[name], merged.shape[1])
-            buffers[name] = torch.topk(merged, k, dim=1, sorted=True).values
+        def hook(_module: nn.Module, inputs, output: torch.Tensor) -> None:
+            if name in nodes:
+                out = output.detach().float()
+                # per channel: [C, batch·rest]
+                values = out.transpose(0, 1).reshape(out.shape[1], -1) if per_channel else out.reshape(1, -1)
+                keep_top(name, values, out.shape[0])
+            if name in input_ranges:
+                x = inputs[0].detach().float()
+                keep_top(name + _INPUT_HIGH, x.reshape(1, -1), x.shape[0])
+                keep_top(name + _INPUT_LOW, -x.reshape(1, -1), x.shape[0])
 
         return hook
 
+    nodes, input_ranges = set(nodes), set(input_ranges)
     model = ann.to(device).eval()
     handles = [m.register_forward_hook(make_hook(name)) for name, m in modules.items()]
     try:
@@ -114,12 +137,29 @@ def collect_statistics(
         for h in handles:
             h.remove()
         ann.to("cpu")
-    return {
+    result = {
         name: LayerStatistics(
             top=(buffers[name] if per_channel else buffers[name][0]).cpu(), count=counts[name], per_channel=per_channel
         )
         for name in modules
+        if name in nodes
     }
+    for name in input_ranges:
+        result[input_key(name)] = LayerStatistics(
+            top=buffers[name + _INPUT_HIGH][0].cpu(),
+            count=counts[name + _INPUT_HIGH],
+            per_channel=False,
+            bottom=buffers[name + _INPUT_LOW][0].cpu(),
+        )
+    return result
+
+
+_INPUT_HIGH, _INPUT_LOW = ":input", ":input-low"
+
+
+def input_key(node: str) -> str:
+    """The key under which `collect_statistics` keeps the input range of ``node``."""
+    return node + _INPUT_HIGH
 
 
 # -- data-free bounds --------------------------------------------------------------------------
@@ -152,12 +192,15 @@ def interval_maxima(
     input_range: tuple[float, float],
     nodes: list[str],
     per_channel: bool = False,
+    input_ranges: Sequence[str] = (),
 ) -> dict[str, torch.Tensor]:
     """Upper bounds of the outputs of ``nodes`` over all inputs in ``input_range`` (data-free).
 
     Each node's maximum is the largest activation any input in the box can produce, so a scale set
     to it never clips; being a worst case it is larger than what real data reaches. With
-    ``per_channel`` the bound is per channel (axis 1 of the activation).
+    ``per_channel`` the bound is per channel (axis 1 of the activation). For the nodes
+    ``input_ranges``: the [low, high] bounds of their input, as a tensor of two values under
+    `input_key` (node).
     """
     low = torch.full((1,) + tuple(input_shape), float(input_range[0]))
     high = torch.full((1,) + tuple(input_shape), float(input_range[1]))
@@ -166,6 +209,9 @@ def interval_maxima(
     original = interp.run_node
 
     def record(n: fx.Node):
+        if n.name in input_ranges:
+            lo, hi = interp.env[n.args[0]]
+            seen[input_key(n.name)] = torch.stack([lo.min(), hi.max()]).float()
         out = original(n)
         if n.name in nodes:
             upper = out[1][0]

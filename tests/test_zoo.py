@@ -48,14 +48,15 @@ def test_torchvision_families_convert_and_approach_the_clipped_ann(name):
 
 
 @pytest.mark.parametrize(
-    "name, words",
+    "name, words, activation",
     [
-        ("efficientnet_b0", ["SiLU: not a ReLU-like activation", "Multiply of two tensors", "layers 'mul', 'mul_1'"]),
-        ("mobilenet_v3_small", ["Hardswish: not a ReLU-like activation", "Retrain"]),
-        ("convnext_tiny", ["LayerNorm: normalises each sample", "GELU", "layer_norm"]),
+        ("efficientnet_b0", ["Multiply of two tensors", "layers 'mul', 'mul_1'"], "SiLU: not a ReLU-like activation"),
+        ("mobilenet_v3_small", ["Multiply of two tensors", "Retrain"], "Hardswish: not a ReLU-like activation"),
+        ("convnext_tiny", ["LayerNorm: normalises each sample", "layer_norm"], "GELU: not a ReLU-like activation"),
     ],
 )
-def test_refusals_come_right_after_the_bridge_and_name_the_layers(name, words, monkeypatch):
+def test_refusals_come_right_after_the_bridge_and_name_the_layers(name, words, activation, monkeypatch):
+    """Gates and per-sample norms are refused by every type; the activations by all but population."""
     monkeypatch.setattr(convert2snn.stages, "collect_statistics", lambda *a, **k: pytest.fail("calibration ran"))
     x = torch.rand(2, 3, 32, 32)
     ann = convert2snn.bridge(_randomised(name), x[:1])
@@ -66,6 +67,7 @@ def test_refusals_come_right_after_the_bridge_and_name_the_layers(name, words, m
         assert time.perf_counter() - t0 < 30  # generous on a loaded machine; the zoo benchmark measures it
         for word in words:
             assert word in str(err.value), (kind, word)
+        assert (activation in str(err.value)) == (kind != "population"), kind
     # hard-sigmoid alone is a clipped ReLU: MobileNetV3's refusals are its hard-swish and its gates only
     assert "Hardsigmoid" not in str(err.value)
 

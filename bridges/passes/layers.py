@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -67,11 +68,57 @@ def hard_sigmoid_to_clip(ctx: PassContext, node: fx.Node) -> bool:
     return True
 
 
-@rule(F.leaky_relu)
-def leaky_relu_to_module(ctx: PassContext, node: fx.Node) -> bool:
-    slope = node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01)
-    ctx.replace_with_module(node, nn.LeakyReLU(float(slope)), (node.args[0],), name="leakyrelu")
+# function → (module, the function's parameters after the input that the module takes, in order)
+_PARAMETRIC_ACTIVATIONS = {
+    F.leaky_relu: (nn.LeakyReLU, ("negative_slope",)),
+    F.elu: (nn.ELU, ("alpha",)),
+    F.celu: (nn.CELU, ("alpha",)),
+    F.selu: (nn.SELU, ()),
+    torch.selu: (nn.SELU, ()),
+    F.silu: (nn.SiLU, ()),
+    F.gelu: (nn.GELU, ("approximate",)),
+    F.mish: (nn.Mish, ()),
+    F.hardswish: (nn.Hardswish, ()),
+    F.softplus: (nn.Softplus, ("beta", "threshold")),
+    F.softsign: (nn.Softsign, ()),
+    F.logsigmoid: (nn.LogSigmoid, ()),
+    F.tanhshrink: (nn.Tanhshrink, ()),
+    F.hardshrink: (nn.Hardshrink, ("lambd",)),
+    F.softshrink: (nn.Softshrink, ("lambd",)),
+}
+
+
+@rule(*_PARAMETRIC_ACTIVATIONS)
+def parametric_activation_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """F.elu(x, 0.5), F.gelu(x, approximate="tanh"), … → the module with those parameters
+    (``inplace`` is dropped: the clean graph never computes in place)."""
+    cls, names = _PARAMETRIC_ACTIVATIONS[node.target]
+    if not node.args or not isinstance(node.args[0], fx.Node):
+        return False
+    values = dict(zip(names, node.args[1:]))
+    values.update({k: v for k, v in node.kwargs.items() if k in names})
+    if any(isinstance(v, fx.Node) for v in values.values()) or set(node.kwargs) - set(names) - {"inplace"}:
+        return False
+    ctx.replace_with_module(node, cls(**values), (node.args[0],), name=cls.__name__.lower())
     return True
+
+
+@rule(operator.mul, priority=10)
+def swish_to_silu(ctx: PassContext, node: fx.Node) -> bool:
+    """x · sigmoid(x) (Keras swish: tf2onnx writes Mul(x, Sigmoid(x))) → nn.SiLU, one scalar activation."""
+    if len(node.args) != 2 or node.kwargs:
+        return False
+    a, b = node.args
+    for x, gate in ((a, b), (b, a)):
+        if (
+            isinstance(gate, fx.Node)
+            and gate.op == "call_module"
+            and isinstance(ctx.module(gate), nn.Sigmoid)
+            and gate.args[0] is x
+        ):
+            ctx.replace_with_module(node, nn.SiLU(), (x,), name="silu")
+            return True
+    return False
 
 
 def _clip_module(lo: float | None, hi: float | None) -> nn.Module | None:

@@ -3,8 +3,9 @@
 - `limit_network`: a copy of an SNN with every stateful module replaced by the T → ∞ function
   it declares (`StatefulNode.limit_module`): neurons by their clipped rates, routers by their
   routing maps, the readout by identity;
-- `clipped_ann`: the ANN with every activation clipped at its scale λ and the final softmax
-  removed — what a conversion with those scales converges to;
+- `clipped_ann`: the ANN with every activation clipped at its scale λ (an activation represented on
+  an input range [low, high]: its input clamped to that range) and the final softmax removed — what
+  a conversion with those scales converges to;
 - `quantized_ann`: the clipped ANN with activations also rounded to K levels — what the
   single-spike temporal code computes exactly;
 - `limit_difference`: the relative gap between the two, checked at every conversion.
@@ -17,6 +18,7 @@ import copy
 import torch
 from torch import fx, nn
 
+from bridges import ops
 from bridges.modules import OutputSoftmax
 
 from ..neurons import has_limit
@@ -40,6 +42,16 @@ class _Clamp(nn.Module):
         return torch.minimum(torch.relu(x), self.high)
 
 
+class _ClampedInput(nn.Module):
+    def __init__(self, activation: nn.Module, input_range: torch.Tensor):
+        super().__init__()
+        self.activation = activation
+        self.low, self.high = (float(v) for v in input_range)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x.clamp(self.low, self.high))
+
+
 class _Quantize(nn.Module):
     def __init__(self, high: torch.Tensor, levels: int):
         super().__init__()
@@ -57,7 +69,9 @@ def clipped_ann(ann: fx.GraphModule, scales: dict[str, torch.Tensor]) -> fx.Grap
     for node in gm.graph.nodes:
         if node.op == "call_module":
             mod = gm.get_submodule(node.target)
-            if node.name in scales:
+            if node.name in scales and isinstance(mod, ops.SCALAR_ACTIVATIONS):
+                replace_module(gm, node.target, _ClampedInput(mod, scales[node.name]))
+            elif node.name in scales:
                 replace_module(gm, node.target, _Clamp(scales[node.name]))
             elif isinstance(mod, OutputSoftmax):
                 replace_module(gm, node.target, nn.Identity())
@@ -70,7 +84,7 @@ def quantized_ann(ann: fx.GraphModule, scales: dict[str, torch.Tensor], period: 
     to ``period`` levels (λ·round(K·a/λ)/K), final softmax removed."""
     gm = clipped_ann(ann, scales)
     for node in gm.graph.nodes:
-        if node.op == "call_module" and node.name in scales:
+        if node.op == "call_module" and node.name in scales and isinstance(gm.get_submodule(node.target), _Clamp):
             replace_module(gm, node.target, _Quantize(scales[node.name], period))
     gm.recompile()
     return gm

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import fx
 
+from bridges import ops
+
 from ..sequence import propagate_shapes
 from .ops import node_shape
 
@@ -173,15 +175,21 @@ class Correlation(SampleCounts):
 
 
 def correlation_pairs(model: Any) -> dict[str, tuple[str, torch.Tensor]]:
-    """Neuron layer → (the ANN node it stands for, λ per neuron) for layers with a one-to-one ANN counterpart."""
+    """Neuron layer → (the ANN node it stands for, λ per neuron) for layers with a one-to-one ANN counterpart
+    (not the pieces of a piecewise activation: each carries one piece of the value, not the value)."""
     sources = model.sources  # SNN module → the ANN node it stands for
     propagate_shapes(model.ann, torch.zeros((1,) + tuple(model.bridge_info.input_shape)))
     ann_shapes = {n.name: node_shape(n, 1) for n in model.ann.graph.nodes}
+    pieces = {
+        n.name
+        for n in model.ann.graph.nodes
+        if n.op == "call_module" and isinstance(model.ann.get_submodule(n.target), ops.SCALAR_ACTIVATIONS)
+    }
     pairs = {}
     for layer, neurons in model.neuron_counts().items():
         node = sources.get(layer)
         shape = ann_shapes.get(node)
-        if node is None or shape is None or int(np.prod(shape)) != neurons:
+        if node is None or node in pieces or shape is None or int(np.prod(shape)) != neurons:
             continue
         scale = model.scales.get(node) if isinstance(model.scales, dict) else None
         if isinstance(scale, torch.Tensor):

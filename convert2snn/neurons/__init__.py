@@ -3,7 +3,7 @@ that declare the interfaces of `convert2snn.neurons.protocol`, and their kernels
 
 - `rate`: `IFNeuron` (integrate-and-fire, optional leak, reset by subtraction);
 - `population`: `PopulationIFNode`, `PopulationActivationNode` (sigmoid / tanh), `PopulationLSTM`;
-- `temporal`: `PhaseNode`, `TTFSNode` and the single-spike code's `StepSynapse`, `CycleDelay`,
+- `temporal`: `PhaseNode`, `TTFSNode` and the single-spike code's `StepSynapse`, `CycleDelay`, `CycleMaxPool`,
   `CycleReadout`;
 - `common`: `SpikingMaxPool` and `MembraneReadout`, used by every scheme;
 - `kernels`: the Triton and Numba scans, chosen by an explicit ``backend``.
@@ -24,7 +24,7 @@ from .protocol import (
     unit_spikes,
 )
 from .rate import IFNeuron
-from .temporal import CycleDelay, CycleReadout, PhaseNode, StepSynapse, TTFSNode
+from .temporal import CycleDelay, CycleMaxPool, CycleReadout, PhaseNode, StepSynapse, TTFSNode
 
 __all__ = [
     "IFNeuron",
@@ -35,6 +35,7 @@ __all__ = [
     "TTFSNode",
     "StepSynapse",
     "CycleDelay",
+    "CycleMaxPool",
     "CycleReadout",
     "SpikingMaxPool",
     "MembraneReadout",

@@ -189,12 +189,18 @@ class PopulationIFNode(SpikingNode, BaseNode):
 class PopulationActivationNode(SpikingNode, BaseNode):
     """A stateless population of ``n`` threshold neurons per unit representing sigmoid or tanh.
 
+    Subclasses represent other activations by overriding what differs: `cdf` (the fraction of the
+    population above threshold at input z), `quantile` (its inverse, for the dithered thresholds),
+    `signed` and `analog` (see `PiecePopulationNode`).
+
     ``kind``: "sigmoid" (output k/n ∈ [0, 1]) or "tanh" (signed neurons, output ±k/n ∈ [−1, 1]).
     ``thresholds``: [*units, n] or [n] static thresholds (``mismatch="threshold"``), or None for
     the dithered quantile thresholds of the exact activation (``mismatch="dither"``), which move
     every step. ``integrate``: evaluate on the running mean of the input (see the module doc).
     The memory ``v`` is the integrated input, ``t`` the step index.
     """
+
+    KINDS: tuple[str, ...] = ("sigmoid", "tanh")
 
     def __init__(
         self,
@@ -205,8 +211,8 @@ class PopulationActivationNode(SpikingNode, BaseNode):
         surrogate_function: surrogate.SurrogateFunctionBase | None = None,
         step_mode: str = "m",
     ):
-        if kind not in ("sigmoid", "tanh"):
-            raise ValueError(f"kind must be 'sigmoid' or 'tanh', got {kind!r}")
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {self.KINDS}, got {kind!r}")
         super().__init__(
             v_threshold=0.0,
             v_reset=None,
@@ -248,6 +254,19 @@ class PopulationActivationNode(SpikingNode, BaseNode):
             f"step_mode={self.step_mode}"
         )
 
+    @property
+    def signed(self) -> bool:
+        """Signed neurons (ON/OFF pairs): the output is ±k/n."""
+        return self.kind == "tanh"
+
+    def cdf(self, z: torch.Tensor) -> torch.Tensor:
+        """The fraction of the population whose exact (quantile) thresholds lie below z (of |z| when signed)."""
+        return torch.sigmoid(z) if self.kind == "sigmoid" else torch.tanh(z.abs())
+
+    def quantile(self, q: torch.Tensor) -> torch.Tensor:
+        """The inverse of `cdf` on q ∈ (0, 1) (float64)."""
+        return torch.log(q) - torch.log1p(-q) if self.kind == "sigmoid" else torch.atanh(q)
+
     def analog(self) -> nn.Module:
         return nn.Sigmoid() if self.kind == "sigmoid" else nn.Tanh()
 
@@ -265,8 +284,7 @@ class PopulationActivationNode(SpikingNode, BaseNode):
         q = (
             self.quantile_index.to(device).unsqueeze(0) + van_der_corput(steps.to(device)).unsqueeze(1)
         ) / self.n  # (0, 1)
-        theta = torch.log(q) - torch.log1p(-q) if self.kind == "sigmoid" else torch.atanh(q)
-        return theta.to(dtype)
+        return self.quantile(q).to(dtype)
 
     def materialize_states(self, inputs, states, step_mode):
         x = inputs[0][0] if step_mode == "m" else inputs[0]
@@ -280,7 +298,7 @@ class PopulationActivationNode(SpikingNode, BaseNode):
         to [..., units, n]."""
         zz = z.unsqueeze(-1)
         up = self.surrogate_function(zz - theta)
-        if self.kind == "sigmoid":
+        if not self.signed:
             return up.mean(-1)
         return (up - self.surrogate_function(-zz - theta)).mean(-1)
 
@@ -296,15 +314,14 @@ class PopulationActivationNode(SpikingNode, BaseNode):
             steps = z.shape[0]
             u = van_der_corput(torch.arange(start, start + steps, device=z.device)).to(z.dtype)
             u = u.reshape((steps,) + (1,) * (z.dim() - 1))
-            f = torch.sigmoid(z) if self.kind == "sigmoid" else torch.tanh(z.abs())
-            k = torch.ceil(n * f - u).clamp_(0, n)
-            return k / n if self.kind == "sigmoid" else torch.sign(z) * k / n
+            k = torch.ceil(n * self.cdf(z) - u).clamp_(0, n)
+            return torch.sign(z) * k / n if self.signed else k / n
         theta = self.sorted_thresholds.to(z.dtype)
         units = int(theta[..., 0].numel())
         rows = z.reshape(-1, units).t().contiguous()  # [units, T·B]
         table = theta.reshape(units, n) if theta.dim() > 1 else theta.unsqueeze(0).expand(units, n).contiguous()
         up = torch.searchsorted(table, rows).to(z.dtype)
-        if self.kind == "tanh":
+        if self.signed:
             up = up - torch.searchsorted(table, -rows).to(z.dtype)
         return (up / n).t().reshape(z.shape)
 
@@ -337,6 +354,160 @@ class PopulationActivationNode(SpikingNode, BaseNode):
         t = int(t if start is None else start)
         out, v = self._respond(inputs[0], v, t)
         return (out,), (v, t + inputs[0].shape[0])
+
+
+class PieceCDF(nn.Module):
+    """One monotone piece of a scalar activation f on [low, high], rescaled to [0, 1]:
+    F(z) = (f(clamp(z, low, high)) − f(low)) / (f(high) − f(low)) — rising in z whether f rises or
+    falls on the piece."""
+
+    def __init__(self, activation: nn.Module, low: float, high: float, f_low: float, f_high: float):
+        super().__init__()
+        self.activation = activation
+        self.low, self.high, self.f_low, self.f_high = float(low), float(high), float(f_low), float(f_high)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (self.activation(z.clamp(self.low, self.high)) - self.f_low) / (self.f_high - self.f_low)
+
+    def extra_repr(self) -> str:
+        return f"[{self.low:.4g}, {self.high:.4g}] → [{self.f_low:.4g}, {self.f_high:.4g}]"
+
+
+class PiecePopulationNode(PopulationActivationNode):
+    """One monotone piece of any scalar activation f (SiLU, GELU, ELU, LeakyReLU, hard-swish, …):
+    ``n`` threshold neurons per unit whose firing fraction is `PieceCDF` F(z).
+
+    Neuron j fires at step t if the unit's (integrated) input exceeds θ_j,t = F⁻¹((j + u_t)/n) with
+    the van der Corput offset u_t of the sigmoid population, so the count is clamp(⌈n·F(z) − u_t⌉,
+    0, n) and its mean over the steps is exactly n·F(z). The scheme sums the pieces of f with signed
+    weights f(high) − f(low) (negative on a falling piece) plus the constant f(low of the first
+    piece): in the T → ∞ limit, f(clamp(z, low, high)) — every scalar function as a staircase whose
+    steps are dithered away, the sigmoid population being the one-piece case with F = sigmoid.
+    ``mismatch="threshold"`` (`mismatched`): static thresholds drawn once from F (seeded), so the
+    limit is the thresholds' empirical CDF (an approximation).
+    """
+
+    KINDS = ("piece",)
+    GRID = 1025  # points of the F⁻¹ table (dithered thresholds for surrogate-gradient training only)
+
+    def __init__(
+        self,
+        activation: nn.Module,
+        low: float,
+        high: float,
+        n: int,
+        thresholds: torch.Tensor | None = None,
+        integrate: bool = True,
+        surrogate_function: surrogate.SurrogateFunctionBase | None = None,
+        step_mode: str = "m",
+    ):
+        if not float(high) > float(low):
+            raise ValueError(f"a piece needs low < high, got [{low}, {high}]")
+        super().__init__("piece", n, thresholds, integrate, surrogate_function, step_mode)
+        activation = copy.deepcopy(activation)
+        with torch.no_grad():
+            f_low, f_high = activation(torch.tensor([float(low), float(high)], dtype=torch.float64)).tolist()
+        if f_high == f_low:
+            raise ValueError(f"{activation} is constant on [{low}, {high}]: no piece to represent")
+        self.piece = PieceCDF(activation, low, high, f_low, f_high)
+        z = torch.linspace(float(low), float(high), self.GRID, dtype=torch.float64)
+        with torch.no_grad():
+            cdf = torch.cummax(self.piece(z).clamp(0.0, 1.0), dim=0).values
+        self.register_buffer("z_grid", z, persistent=False)
+        self.register_buffer("cdf_grid", cdf, persistent=False)
+
+    @classmethod
+    def mismatched(  # type: ignore[override]
+        cls, activation: nn.Module, low: float, high: float, n: int, unit_shape: tuple[int, ...], seed: int, **kwargs
+    ) -> PiecePopulationNode:
+        """Static thresholds drawn from F (inverse-CDF sampling, seeded): the piece's counterpart of
+        the sigmoid population's normal thresholds."""
+        node = cls(activation, low, high, n, **kwargs)
+        g = torch.Generator().manual_seed(int(seed))
+        u = torch.rand(tuple(unit_shape) + (int(n),), generator=g, dtype=torch.float64)
+        thresholds = node.quantile(u).float()
+        node.thresholds = thresholds
+        node.sorted_thresholds = torch.sort(thresholds, dim=-1).values
+        node.quantile_index = None
+        return node
+
+    @property
+    def signed(self) -> bool:
+        return False
+
+    def cdf(self, z: torch.Tensor) -> torch.Tensor:
+        return self.piece(z)
+
+    def quantile(self, q: torch.Tensor) -> torch.Tensor:
+        cdf, z = self.cdf_grid.to(q.device), self.z_grid.to(q.device)
+        i = torch.searchsorted(cdf, q.contiguous()).clamp_(1, cdf.numel() - 1)
+        c0, c1, z0, z1 = cdf[i - 1], cdf[i], z[i - 1], z[i]
+        w = ((q - c0) / (c1 - c0).clamp_min(1e-300)).clamp(0.0, 1.0)
+        return z0 + w * (z1 - z0)
+
+    def analog(self) -> nn.Module:
+        return copy.deepcopy(self.piece)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.piece.activation} on {self.piece.extra_repr()}, n={self.n}, mismatch={self.mismatch}, "
+            f"integrate={self.integrate}, step_mode={self.step_mode}"
+        )
+
+
+def monotone_pieces(activation: nn.Module, low: float, high: float, grid: int = 4097) -> list[tuple[float, float]]:
+    """[low, high] cut at the extrema of the scalar function ``activation`` into pieces on which it is
+    monotone (flat stretches join a neighbour; pieces on which it is constant are dropped).
+
+    The extrema are found on a grid and refined by ternary search (float64); the pieces' sum
+    telescopes to f(clamp(z, low, high)) − f(low) wherever the cuts are, so their accuracy only
+    decides that each piece is monotone.
+    """
+    low, high = float(low), float(high)
+    if not high > low:
+        return []
+    f = copy.deepcopy(activation)
+
+    def value(z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return f(z.to(torch.float64))
+
+    z = torch.linspace(low, high, grid, dtype=torch.float64)
+    steps = torch.sign(value(z).diff()).tolist()
+    cuts = [low]
+    direction, last = 0.0, 0  # the current piece's direction; the last cell that moved
+    for i, s in enumerate(steps):
+        if s == 0:
+            continue
+        if direction and s != direction:  # an extremum between cells `last` and i: refine it
+            a, b = float(z[last]), float(z[i + 1])
+            for _ in range(100):
+                m1, m2 = a + (b - a) / 3, b - (b - a) / 3
+                v1, v2 = value(torch.tensor([m1, m2])).tolist()
+                if (v1 < v2) == (direction > 0):  # keep the side of the maximum (rising) / minimum (falling)
+                    a = m1
+                else:
+                    b = m2
+            cuts.append((a + b) / 2)
+        direction, last = s, i
+    cuts.append(high)
+    ends = value(torch.tensor(cuts)).tolist()
+    scale = max(abs(v) for v in ends) or 1.0
+    return [(a, b) for a, b, fa, fb in zip(cuts, cuts[1:], ends, ends[1:]) if abs(fb - fa) > 1e-9 * scale and b > a]
+
+
+def split_population(n: int, variations: list[float]) -> list[int]:
+    """Neurons per piece: at least one each, the rest in proportion to each piece's variation
+    |f(high) − f(low)| (largest remainders), so every piece has about the same step height."""
+    m = len(variations)
+    rest = max(int(n), m) - m
+    total = sum(variations)
+    shares = [rest * v / total for v in variations]
+    extra = [int(s) for s in shares]
+    order = sorted(range(m), key=lambda k: shares[k] - extra[k], reverse=True)
+    for k in order[: rest - sum(extra)]:
+        extra[k] += 1
+    return [1 + e for e in extra]
 
 
 class PopulationLSTM(StatefulNode, base.MemoryModule):

@@ -25,7 +25,8 @@ at most once per inference. The spike reaches the next layer through a `StepSyna
 current that steps up at the spike and is cleared by the oscillation at the start of the
 next cycle, so the next node, integrating (1/K)·(W·c(t) + b) over the cycle, receives
 W·round(K·v)/K + b exactly. Max pooling of step currents is the OR of the inputs' codes —
-the code of the maximum — so max pooling is exact; residual Add/Concat of branches of
+the code of the maximum — so max pooling is exact (of a general current, a sum of such steps:
+`CycleMaxPool`, one cycle later); residual Add/Concat of branches of
 different depth go through `CycleDelay` (whole cycles of delay) so that both arrive in the
 same cycle. `CycleReadout` integrates the output layer's current during its cycle.
 """
@@ -229,6 +230,53 @@ class CycleDelay(SpikeRouter, base.MemoryModule):
         out = sequence_buffer(x_seq).zero_()
         a, b = int(shown[0]), int(shown[-1]) + 1
         out[a:b] = self.stored[int(replay[a]) : int(replay[a]) + b - a]
+        return out
+
+
+class CycleMaxPool(SpikeRouter, base.MemoryModule):
+    """Max pooling of a general current in the single-spike code (a sum of weighted step currents,
+    not one neuron's: Conv → BN → MaxPool, or pooling a sum of branches), exact one cycle later.
+
+    The value a current carries in cycle c is its mean over the cycle. The node sums its input over
+    ``source_cycle``, pools the cycle means when the cycle ends, and replays the pooled values as a
+    constant current through the next cycle, whose mean is then exactly the maximum. Outside that
+    cycle its output is zero (silent where a whole chunk is outside).
+    """
+
+    def __init__(self, pool: nn.Module, period: int, source_cycle: int, step_mode: str = "m"):
+        super().__init__()
+        self.pool = pool
+        self.period, self.source_cycle = int(period), int(source_cycle)
+        self.step_mode = step_mode
+        self.register_memory("t", 0)
+        self.register_memory("total", None)
+        self.register_memory("pooled", None)
+
+    def extra_repr(self) -> str:
+        return f"period={self.period}, source_cycle={self.source_cycle}"
+
+    def routing_module(self) -> nn.Module:
+        return self.pool
+
+    def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.multi_step_forward(x.unsqueeze(0))[0]
+
+    def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        steps, K, t0 = x_seq.shape[0], self.period, int(self.t)
+        self.t = t0 + steps
+        phases = _times(t0, steps, x_seq.device) - self.source_cycle * K
+        kept = ((phases >= 0) & (phases < K)).nonzero().flatten()
+        if kept.numel() and not is_silent(x_seq):
+            part = x_seq[int(kept[0]) : int(kept[-1]) + 1].sum(0)
+            self.total = part if self.total is None else self.total + part
+        shown = ((phases >= K) & (phases < 2 * K)).nonzero().flatten()
+        if not shown.numel() or self.total is None:
+            sample = self.pool(x_seq[0, :1])
+            return silent(sample.expand((steps, x_seq.shape[1]) + tuple(sample.shape[1:])))
+        if self.pooled is None:
+            self.pooled = self.pool(self.total / K)
+        out = torch.zeros((steps,) + tuple(self.pooled.shape), dtype=x_seq.dtype, device=x_seq.device)
+        out[int(shown[0]) : int(shown[-1]) + 1] = self.pooled
         return out
 
 

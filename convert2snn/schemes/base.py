@@ -42,7 +42,7 @@ from ..graph.limits import LIMIT_TOLERANCE, limit_difference, limit_network
 from ..graph.normalize import normalize
 from ..neurons import MembraneReadout
 from ..report import ConversionReport
-from ..statistics import LayerStatistics, interval_maxima
+from ..statistics import LayerStatistics, input_key, interval_maxima
 
 # (what is wrong, what to do, the op) for one node
 Problem = tuple[str, str, str]
@@ -356,6 +356,26 @@ class Scheme:
             if n.op == "call_module" and isinstance(ann.get_submodule(n.target), ops.RELU_LIKE)
         ]
 
+    def ranged_nodes(self, ann: fx.GraphModule) -> list[fx.Node]:
+        """The ANN nodes whose INPUT range [low, high] the scheme needs: none, unless the scheme represents
+        activations on a bounded range (population coding's pieces of `ops.SCALAR_ACTIVATIONS`)."""
+        return []
+
+    def range_scales(
+        self,
+        ann: fx.GraphModule,
+        ranges: dict[str, tuple[float, float]],
+        layer_names: dict[str, str],
+        report: ConversionReport,
+    ) -> dict[str, torch.Tensor]:
+        """The input range of each ranged node as its "scale": a tensor [low, high]."""
+        scales = {}
+        for node in self.ranged_nodes(ann):
+            low, high = (float(v) for v in ranges[node.name])
+            scales[node.name] = torch.tensor([low, high])
+            report.scales[layer_names.get(node.name, node.name)] = {"low": low, "high": high}
+        return scales
+
     def scales(
         self,
         ann: fx.GraphModule,
@@ -365,8 +385,13 @@ class Scheme:
         report: ConversionReport,
     ) -> dict[str, torch.Tensor]:
         """λ per calibrated node from its statistics at the ``percentile`` option."""
-        maxima = {name: s.scale(self.options.percentile) for name, s in statistics.items()}
-        return self.layer_scales(ann, maxima, shapes, layer_names, report)
+        p = self.options.percentile
+        maxima = {n.name: statistics[n.name].scale(p) for n in self.calibrated_nodes(ann)}
+        ranges = {n.name: statistics[input_key(n.name)].range(p) for n in self.ranged_nodes(ann)}
+        return {
+            **self.layer_scales(ann, maxima, shapes, layer_names, report),
+            **self.range_scales(ann, ranges, layer_names, report),
+        }
 
     def data_free_scales(
         self,
@@ -380,13 +405,20 @@ class Scheme:
         if opts.strict:
             raise ApproximationError("no calibration_data: data-free normalisation is an approximation but strict=True")
         nodes = [n.name for n in self.calibrated_nodes(ann)]
+        ranged = [n.name for n in self.ranged_nodes(ann)]
         input_shape = tuple(shapes[next(iter(ann.graph.nodes)).name])
-        maxima = interval_maxima(ann, input_shape, opts.input_range, nodes, per_channel=opts.per_channel)
+        bounds = interval_maxima(
+            ann, input_shape, opts.input_range, nodes, per_channel=opts.per_channel, input_ranges=ranged
+        )
         report.approximations.append(
             f"data-free normalisation: λ is the largest activation any input in {opts.input_range} can produce "
             "(no clipping, but coarser rates than data-based λ: pass calibration_data for fewer timesteps)"
         )
-        return self.layer_scales(ann, maxima, shapes, layer_names, report)
+        ranges = {name: tuple(bounds[input_key(name)].tolist()) for name in ranged}
+        return {
+            **self.layer_scales(ann, {name: bounds[name] for name in nodes}, shapes, layer_names, report),
+            **self.range_scales(ann, ranges, layer_names, report),
+        }
 
     def layer_scales(
         self,

@@ -72,32 +72,17 @@ Scheme.refusals = {
         "tanh cannot be represented by {by} (it is negative for negative inputs)",
         "Use conversion_type='population' (two-sided populations represent tanh).",
     ),
-    nn.LeakyReLU: Refusal("a negative slope would need negative spikes", "Retrain with ReLU (or LeakyReLU(0))."),
-    nn.ELU: Refusal("ELU is negative for negative inputs", "Retrain with ReLU."),
     **{
         activation: Refusal(
-            "not a ReLU-like activation (it is negative or curved where ReLU is not); no conversion type represents it",
-            "Retrain with ReLU or ReLU6 (hard-sigmoid converts; sigmoid and tanh: conversion_type='population').",
+            "not a ReLU-like activation (it is negative or curved where ReLU is not), which {by} cannot represent",
+            "Use conversion_type='population' (populations represent any scalar activation, piece by piece), or "
+            "retrain with ReLU / ReLU6 (hard-sigmoid converts everywhere).",
         )
-        for activation in (
-            nn.SiLU,
-            nn.GELU,
-            nn.Hardswish,
-            nn.Mish,
-            nn.Softplus,
-            nn.SELU,
-            nn.CELU,
-            nn.PReLU,
-            nn.Softsign,
-            nn.Tanhshrink,
-            F.silu,
-            F.gelu,
-            F.hardswish,
-            F.mish,
-            F.softplus,
-            F.elu,
-        )
+        for activation in (*ops.SCALAR_ACTIVATIONS, F.silu, F.gelu, F.hardswish, F.mish, F.softplus, F.elu)
     },
+    nn.PReLU: Refusal(
+        "a learned per-channel negative slope, which {by} cannot represent", "Retrain with ReLU (or LeakyReLU)."
+    ),
     **{
         norm: Refusal(
             "normalises each sample by its own mean and variance, which spike counts cannot compute",

@@ -7,12 +7,17 @@
   round(n·T·x): n·T levels instead of T, so the same accuracy needs about n× fewer steps.
 - Sigmoid / Tanh → `PopulationActivationNode` (stateless threshold populations, see
   `convert2snn.neurons.population`), so networks with sigmoid/tanh layers convert.
+- Any other scalar activation (`bridges.ops.SCALAR_ACTIVATIONS`: SiLU, GELU, ELU, LeakyReLU,
+  hard-swish, Mish, Softplus, …) on its calibrated input range [low, high] → one
+  `PiecePopulationNode` per monotone piece, summed with signed weights: f(low) + Σ_k
+  (f(b_k) − f(a_k))·F_k(z), which telescopes to f(clamp(z, low, high)) in the T → ∞ limit.
 - LSTM (a Keras LSTM after `bridges`) → `PopulationLSTM`: the gates are populations (each
   configurable, n = 0 keeps it analog), products and the cell state are analog.
 
 Options: `PopulationOptions`. Per-layer population sizes: ``layer_n={"dense_1": 64,
 "lstm": 32, "lstm/forget_gate": 0}`` (keys: the user's layer names, e.g. Keras layer names;
-``"<lstm>/<gate>"`` for one LSTM gate; 0 = analog, allowed for sigmoid/tanh/LSTM gates only).
+``"<lstm>/<gate>"`` for one LSTM gate; 0 = analog, allowed for every activation but ReLU; a
+piecewise activation with n smaller than its number of pieces gets one neuron per piece).
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from ..neurons.population import (
     MISMATCH_MODELS,
     SIGMA_SIGMOID,
     SIGMA_TANH,
+    PiecePopulationNode,
     PopulationActivationNode,
     PopulationIFNode,
     PopulationLSTM,
     layer_seed,
+    monotone_pieces,
+    split_population,
 )
-from ..sequence import SeqModule, propagate_shapes
+from ..sequence import SeqAdd, SeqModule, propagate_shapes
 from .base import CheckContext, Problem, Scheme, SchemeOptions, option, register
 from .common import check_relu_like
 
@@ -60,7 +68,7 @@ class PopulationOptions(SchemeOptions):
     mismatch: str = option(
         "dither",
         "'dither': deterministic, evenly spread initial potentials (ReLU) / threshold "
-        "quantiles (sigmoid, tanh); 'threshold': seeded random threshold mismatch",
+        "quantiles (other activations); 'threshold': seeded random threshold mismatch",
         choices=MISMATCH_MODELS,
     )
     sigma_mismatch: float = option(
@@ -68,7 +76,7 @@ class PopulationOptions(SchemeOptions):
     )
     layer_n: dict[str, int] = option(
         help="per-layer population sizes overriding n ({'layer': n, "
-        "'lstm/forget_gate': n}; 0 = analog, only for sigmoid / tanh layers and LSTM "
+        "'lstm/forget_gate': n}; 0 = analog, only for non-ReLU activations and LSTM "
         "gates)",
         default_factory=dict,
     )
@@ -98,7 +106,8 @@ class PopulationOptions(SchemeOptions):
 
 @register("population")
 class PopulationScheme(Scheme):
-    """Populations of n heterogeneous neurons per unit: ReLU (n·T levels), sigmoid, tanh, LSTM gates."""
+    """Populations of n heterogeneous neurons per unit: ReLU (n·T levels), sigmoid, tanh, any other
+    scalar activation (piece by piece), LSTM gates."""
 
     Options = PopulationOptions
     coded = "population-coded"
@@ -106,6 +115,14 @@ class PopulationScheme(Scheme):
 
     def check_model(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> None:
         check_layer_n(ann, layer_names, self.options)
+
+    def ranged_nodes(self, ann: fx.GraphModule) -> list[fx.Node]:
+        """The scalar activations: each is represented on the range of its input."""
+        return [
+            n
+            for n in ann.graph.nodes
+            if n.op == "call_module" and isinstance(ann.get_submodule(n.target), ops.SCALAR_ACTIVATIONS)
+        ]
 
 
 # -- which layers, which n ---------------------------------------------------------------------
@@ -155,7 +172,7 @@ def check_layer_n(ann: fx.GraphModule, layer_names: dict[str, str], options: Pop
         if isinstance(mod, ops.RELU_LIKE):
             for key in _keys(layer, node.name, None):
                 known[key] = "relu"
-        elif isinstance(mod, ops.SQUASHING):
+        elif isinstance(mod, ops.SQUASHING + ops.SCALAR_ACTIVATIONS):
             for key in _keys(layer, node.name, None):
                 known.setdefault(key, "squash")
         elif isinstance(mod, LSTM):
@@ -175,8 +192,8 @@ def check_layer_n(ann: fx.GraphModule, layer_names: dict[str, str], options: Pop
             raise InvalidInputError(f"layer_n names {key!r}, which is not a layer with neurons in this model.{hint}")
         if value == 0 and known[key] == "relu":
             raise InvalidInputError(
-                f"layer_n[{key!r}] = 0 (analog) is only possible for sigmoid/tanh layers and LSTM "
-                "gates; a ReLU layer needs n ≥ 1 spiking neurons per unit"
+                f"layer_n[{key!r}] = 0 (analog) is only possible for sigmoid/tanh/other non-ReLU activation "
+                "layers and LSTM gates; a ReLU layer needs n ≥ 1 spiking neurons per unit"
             )
 
 
@@ -235,6 +252,57 @@ def squashing_to_population(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Nod
             f"(σ = {sigma}; Φ(z/σ) differs from {kind} by up to {0.0095 if kind == 'sigmoid' else 0.0189})",
         )
     return b.call(neuron, args, node.name, node)
+
+
+@PopulationScheme.rule(*ops.SCALAR_ACTIVATIONS)
+def activation_to_pieces(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """f on its input range [low, high]: f(low) + Σ_k (f(b_k) − f(a_k))·(piece population k)."""
+    opts = b.options
+    layer = b.layer(node)
+    activation = b.ann_module(node)
+    name = type(activation).__name__
+    n = population_size(opts, layer, node.name)
+    if n == 0:
+        b.report.notes.append(f"layer '{layer}': {name} kept analog (layer_n = 0)")
+        return b.stateless(node, args)
+    low, high = (float(v) for v in b.scales[node.name])
+    pieces = monotone_pieces(activation, low, high)
+    with torch.no_grad():
+        ends = [activation(torch.tensor([a, c], dtype=torch.float64)).tolist() for a, c in pieces]
+        f_low = float(activation(torch.tensor([low], dtype=torch.float64))[0])
+    if not pieces:  # constant on the range: no neurons, the constant
+        b.report.notes.append(f"layer '{layer}': {name} is constant ({f_low:.4g}) on its input range; no neurons")
+        return b.call(SeqModule(Affine(torch.tensor(0.0), torch.tensor(f_low))), args, node.name, node)
+    sizes = split_population(n, [abs(fc - fa) for fa, fc in ends])
+    out = None
+    for k, ((a, c), (fa, fc), size) in enumerate(zip(pieces, ends, sizes)):
+        if opts.mismatch == "dither":
+            neuron = PiecePopulationNode(activation, a, c, size)
+        else:
+            neuron = PiecePopulationNode.mismatched(
+                activation, a, c, size, _unit_shape(b, node), layer_seed(opts.seed, f"{node.name}/{k}")
+            )
+        suffix = "" if len(pieces) == 1 else f"_piece{k}"
+        spikes = b.call(neuron, args, node.name + suffix, node)
+        weighted = b.call(
+            SeqModule(Affine(torch.tensor(fc - fa), torch.tensor(f_low) if k == 0 else None)),
+            (spikes,),
+            f"{node.name}{suffix}_out",
+            node,
+        )
+        out = weighted if out is None else b.call(SeqAdd(1.0), (out, weighted), f"{node.name}_sum", node)
+    shape = " + ".join(f"{size} on [{a:.3g}, {c:.3g}]" for (a, c), size in zip(pieces, sizes))
+    b.report.notes.append(
+        f"layer '{layer}': {name} on its input range [{low:.4g}, {high:.4g}] by {sum(sizes)} threshold neurons per "
+        f"unit in {len(pieces)} monotone piece(s) ({shape})"
+    )
+    if opts.mismatch != "dither":
+        b.scheme.approximation(
+            b.report,
+            f"layer '{layer}': {name} by {sum(sizes)} neurons per unit with random thresholds drawn from it "
+            "(mismatch='threshold': each unit's response is a random staircase around it)",
+        )
+    return out
 
 
 @PopulationScheme.rule(LSTM, check=check_lstm)

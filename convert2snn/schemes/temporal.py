@@ -8,8 +8,9 @@ percentile normalisation, folded into the weights):
   cycle d and fires once during cycle d + 1; the whole network is exact with respect to the
   ANN whose activations are clipped at λ and rounded to K levels, a(·) = λ·round(K·a/λ)/K
   (`convert2snn.graph.limits.quantized_ann`, checked in the tests), and the output is complete
-  after (depth + 1)·K steps (`SpikingModel.latency`). Max pooling is exact (the OR of
-  single-spike codes is the code of the maximum) when it pools neuron outputs; residual Add /
+  after (depth + 1)·K steps (`SpikingModel.latency`). Max pooling is exact: of neuron outputs
+  as it is (the OR of single-spike codes is the code of the maximum), of any other current
+  (Conv → BN → MaxPool, a sum of branches) one cycle later (`CycleMaxPool`); residual Add /
   Concat inputs of different depth are delayed by whole cycles (`CycleDelay`).
 - ``"phase"``, phase coding with weighted spikes: ReLU → ``PhaseNode`` (oscillating threshold
   θ0·2^−(1 + t mod K)); everything else as every scheme does it (exact max pooling on time
@@ -31,10 +32,10 @@ from bridges.modules import Affine, Pad
 
 from ..errors import InvalidInputError
 from ..graph.builder import SNNBuilder
-from ..neurons import CycleDelay, CycleReadout, PhaseNode, StepSynapse, TTFSNode, latency
+from ..neurons import CycleDelay, CycleMaxPool, CycleReadout, PhaseNode, StepSynapse, TTFSNode, latency
 from ..report import ConversionReport
 from ..sequence import SeqModule
-from .base import CheckContext, Problem, Scheme, SchemeOptions, option, register
+from .base import Scheme, SchemeOptions, option, register
 from .common import add, affine_map, cat, check_relu_like, spiking_max_pool, sub
 
 CODES = ("ttfs", "phase")
@@ -155,20 +156,6 @@ def single_spike_signals(ann: fx.GraphModule) -> dict[fx.Node, bool | None]:
     return held
 
 
-def check_single_spike_pool(ctx: CheckContext, node: fx.Node) -> Problem | None:
-    """Max pooling is exact in the single-spike code only on neuron outputs (or on the constant input)."""
-    if ctx.options.code != "ttfs":
-        return None
-    if ctx.cached("single_spike_signals", single_spike_signals).get(node.args[0]) is False:
-        return (
-            "max pooling of a summed current (not of neuron outputs) has no exact single-spike equivalent",
-            "Put the MaxPool after the activation (Conv → ReLU → MaxPool), or use code='phase' or "
-            "conversion_type='rate'.",
-            type(ctx.module(node)).__name__,
-        )
-    return None
-
-
 # -- rules ----------------------------------------------------------------------------------------
 @TemporalScheme.rule(*ops.RELU_LIKE, check=check_relu_like)
 def relu_to_oscillatory(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
@@ -184,12 +171,22 @@ def relu_to_oscillatory(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
     return _record(b, b.call(SeqModule(Affine(scale, None)), (current,), f"{node.name}_out", node), cycle + 1)
 
 
-@TemporalScheme.rule(*ops.MAX_POOL, check=check_single_spike_pool)
+@TemporalScheme.rule(*ops.MAX_POOL)
 def temporal_max_pool(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
     if not _ttfs(b):
         return spiking_max_pool(b, node, args)
-    # the OR of single-spike step currents is the code of their maximum: a plain pool per step
-    return _record(b, b.stateless(node, args), _cycle(b, args[0]))
+    cycle = _cycle(b, args[0])
+    signals = b.state.get("single_spike_signals")
+    if signals is None:
+        signals = b.state["single_spike_signals"] = single_spike_signals(b.ann)
+    if signals.get(node.args[0]) is not False:
+        # the OR of single-spike step currents is the code of their maximum: a plain pool per step
+        return _record(b, b.stateless(node, args), cycle)
+    b.report.notes.append(
+        f"layer '{b.layer(node)}': max pooling of a current (not of neuron outputs) takes one more cycle"
+    )
+    pool = CycleMaxPool(b.ann_module(node), b.options.period, cycle or 0)
+    return _record(b, b.call(pool, args, node.name, node), (cycle or 0) + 1)
 
 
 @TemporalScheme.rule(*ops.AFFINE_MAPS)

@@ -214,6 +214,18 @@ def _activations():
     return _model(inp, x, "activations")
 
 
+@config("smooth_activations")
+def _smooth_activations():
+    # population coding's piecewise activations: swish (tf2onnx writes x · sigmoid(x)), ELU, SELU, softplus
+    L = _layers()
+    inp = _input((10,))
+    x = L.Dense(12, activation="swish", name="d_swish")(inp)
+    x = L.Dense(12, activation="elu", name="d_elu")(x)
+    x = L.Dense(12, activation="selu", name="d_selu")(x)
+    x = L.Dense(12, activation="softplus", name="d_softplus")(x)
+    return _model(inp, L.Dense(4, name="logits")(x), "smooth_activations")
+
+
 @config("activations_conv")
 def _activations_conv():
     L = _layers()

@@ -230,6 +230,48 @@ def test_torch_onnx_export_of_any_recent_opset(opset, tmp_path):
     assert not [k for k in kinds if k.startswith("Onnx")], kinds
 
 
+class ActivationForms(nn.Module):
+    """Scalar activations in functional and written-out forms (swish as x · sigmoid(x))."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.c = nn.Linear(5, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = nn.functional.elu(self.a(x), 0.5)
+        x = self.b(x)
+        x = nn.functional.gelu(x * torch.sigmoid(x), approximate="tanh")
+        return self.c(nn.functional.softplus(x, beta=2.0))
+
+
+def test_functional_and_written_out_activations_become_modules():
+    net = ActivationForms().eval()
+    gm = bridges.to_torch(net, torch.zeros(1, 5))
+    modules = [m for m in gm.modules() if not isinstance(m, (fx.GraphModule, nn.Linear))]
+    assert [repr(m) for m in modules] == [
+        "ELU(alpha=0.5)",
+        "SiLU()",
+        "GELU(approximate='tanh')",
+        "Softplus(beta=2.0, threshold=20.0)",
+    ]
+    x = torch.randn(8, 5)
+    with torch.no_grad():
+        assert _relative_diff(gm(x), net(x)) <= 1e-6
+
+
+def test_onnx_gelu_of_opset_20_converts(tmp_path):
+    net = nn.Sequential(nn.Linear(4, 5), nn.GELU(), nn.Linear(5, 2)).eval()
+    path = tmp_path / "gelu.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 4),), str(path), dynamo=False, opset_version=20, input_names=["x"])
+    assert "Gelu" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    gm = bridges.to_torch(path)
+    assert any(isinstance(m, nn.GELU) for m in gm.modules())
+    x = torch.randn(1, 4)
+    with torch.no_grad():
+        assert _relative_diff(gm(x), net(x)) <= 1e-6
+
+
 def test_behaviour_added_in_newer_opsets_is_refused():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 4, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2, 6, 6])

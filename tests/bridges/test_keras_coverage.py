@@ -201,9 +201,12 @@ def test_one_dimensional_layers_stay_1d(coverage, config):
         assert Affine not in kinds
 
 
-@pytest.mark.parametrize("config", _params_for("upsampling2d", "relu6_variants", "mobilenet_block"))
+@pytest.mark.parametrize(
+    "config", _params_for("upsampling2d", "relu6_variants", "mobilenet_block", "smooth_activations")
+)
 def test_canonical_modules(coverage, config):
-    """UpSampling2D → nn.Upsample; ReLU(max_value) → ReLU6 / Hardtanh; ZeroPadding2D → Pad."""
+    """UpSampling2D → nn.Upsample; ReLU(max_value) → ReLU6 / Hardtanh; ZeroPadding2D → Pad; swish (written
+    out as x · sigmoid(x)), elu, selu, softplus → their modules."""
     onnx_path, *_ = _load(coverage, config)
     gm = bridges.to_torch(onnx_path)
     kinds = {type(m).__name__ for m in gm.modules()}
@@ -211,6 +214,7 @@ def test_canonical_modules(coverage, config):
         "upsampling2d": {"Upsample"},
         "relu6_variants": {"ReLU6", "Hardtanh"},
         "mobilenet_block": {"ReLU6", "Pad"},
+        "smooth_activations": {"SiLU", "ELU", "SELU", "Softplus"},
     }[config]
     assert expected <= kinds, kinds
     if config == "relu6_variants":

@@ -50,6 +50,9 @@ MODULES = {
     "relu6": (lambda: nn.ReLU6(), (2, 5)),
     "softmax": (lambda: OutputSoftmax(dim=1), (2, 5)),
     "pad": (lambda: Pad((1, 1), -3.0), (2, 5)),
+    # scalar activations: rising ones (both ends) and ones that dip to a minimum (inside the box or not)
+    **{type(a).__name__: ((lambda a=a: a), (2, 40)) for a in (nn.ELU(0.7), nn.Softplus(2.0), nn.LeakyReLU(0.2))},
+    **{type(a).__name__: ((lambda a=a: a), (2, 40)) for a in (nn.SiLU(), nn.GELU(), nn.Hardswish(), nn.Mish())},
 }
 
 
@@ -82,11 +85,20 @@ def test_bounds_of_functions_are_sound(seed):
             assert bool((y >= lo - 1e-6).all() and (y <= hi + 1e-6).all()), fn.__name__
 
 
+@pytest.mark.parametrize("activation", [nn.SiLU(), nn.GELU(), nn.GELU("tanh"), nn.Hardswish(), nn.Mish()])
+def test_the_minimum_of_a_dipping_activation_is_its_lower_bound(activation):
+    """The bound is tight: over an interval around the minimum it is the minimum (dense grid)."""
+    z = torch.linspace(-4.0, 4.0, 400_001, dtype=torch.float64)
+    low, high = ops.spec(activation).bounds(activation, ((torch.tensor([-4.0]), torch.tensor([4.0])),), {})
+    assert float(low) == pytest.approx(float(activation(z).min()), abs=1e-6)  # float32 bounds
+    assert float(high) == pytest.approx(float(activation(z).max()), abs=1e-6)
+
+
 def test_data_free_bounds_refuse_an_op_without_a_declaration():
-    gm = fx.symbolic_trace(nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.ReLU()))
+    gm = fx.symbolic_trace(nn.Sequential(nn.Linear(4, 4), nn.PReLU(), nn.ReLU()))
     with pytest.raises(Exception) as err:
         interval_maxima(gm, (4,), (0.0, 1.0), ["2"])
-    assert "GELU" in str(err.value) and "pass calibration_data" in str(err.value)
+    assert "PReLU" in str(err.value) and "pass calibration_data" in str(err.value)
 
 
 def test_every_module_class_of_the_vocabulary_is_saved_and_rebuilt():
@@ -103,6 +115,9 @@ def test_every_module_class_of_the_vocabulary_is_saved_and_rebuilt():
         nn.Hardtanh(0.0, 2.0),
         nn.LeakyReLU(0.1),
         nn.ELU(),
+        *(cls() for cls in ops.SCALAR_ACTIVATIONS),
+        nn.GELU(approximate="tanh"),
+        nn.Softplus(beta=2.0, threshold=10.0),
         nn.Sigmoid(),
         nn.Tanh(),
         nn.Softmax(dim=1),

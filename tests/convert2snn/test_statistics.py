@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import fx, nn
 
-from convert2snn.statistics import collect_statistics
+from convert2snn.statistics import collect_statistics, input_key
 
 
 class Probe(nn.Module):
@@ -41,3 +41,23 @@ def test_per_channel_and_larger_percentiles_from_one_pass():
         np.testing.assert_array_equal(got, np.array(expected, dtype=np.float32))
     with pytest.raises(ValueError, match="only"):
         stats["act"].scale(50.0)
+
+
+@pytest.mark.parametrize("percentile", [100.0, 99.9, 99.0])
+def test_input_range_is_the_inputs_lower_and_upper_order_statistics(percentile):
+    """A node whose input range is measured: [low, high] of its INPUT, both tails exact."""
+    gen = torch.Generator().manual_seed(int(percentile * 10))
+    x = torch.randn(250, 3, 4, 4, generator=gen) * 2 + 0.5
+    gm = fx.symbolic_trace(Probe())
+    stats = collect_statistics(
+        gm, x, ["act"], min_percentile=percentile, batch_size=64, progress=False, input_ranges=["act"]
+    )
+    values = x.numpy().reshape(-1)
+    low, high = stats[input_key("act")].range(percentile)
+    assert high == float(np.percentile(values, percentile, method="inverted_cdf"))
+    assert low == float(-np.percentile(-values, percentile, method="inverted_cdf"))
+    assert float(stats["act"].scale(percentile)) == float(  # the output's statistics are still kept
+        np.percentile(np.maximum(values, 0), percentile, method="inverted_cdf")
+    )
+    with pytest.raises(ValueError, match="no input range"):
+        stats["act"].range(percentile)

@@ -15,11 +15,11 @@ from ..nets import SmallCNN
 
 
 class ShrinkNet(nn.Module):
-    """Hardshrink: an op no scheme declares anything about."""
+    """Threshold: an op no scheme declares anything about."""
 
     def __init__(self):
         super().__init__()
-        self.conv, self.act, self.fc = nn.Conv2d(1, 2, 3), nn.Hardshrink(), nn.Linear(2 * 6 * 6, 3)
+        self.conv, self.act, self.fc = nn.Conv2d(1, 2, 3), nn.Threshold(0.1, 20.0), nn.Linear(2 * 6 * 6, 3)
 
     def forward(self, x):
         return self.fc(self.act(self.conv(x)).flatten(1))
@@ -47,7 +47,7 @@ def no_calibration(monkeypatch):
 def test_an_op_without_a_rule_is_refused_by_name_before_calibration(no_calibration, conversion_type, coded):
     with pytest.raises(UnsupportedLayerError) as err:
         convert2snn.convert(ShrinkNet(), conversion_type, torch.rand(4, 1, 8, 8), progress=False)
-    assert f"Hardshrink has no {coded} equivalent" in str(err.value) and err.value.op == "Hardshrink"
+    assert f"Threshold has no {coded} equivalent" in str(err.value) and err.value.op == "Threshold"
     assert "layer 'act'" in str(err.value)
 
 
@@ -129,12 +129,12 @@ def test_refusals_declared_by_one_scheme_stay_its_own():
     class Strict(schemes.RateScheme):
         pass
 
-    Strict.refusals[nn.Hardshrink] = schemes.base.Refusal("never here", "Do something else.")
+    Strict.refusals[nn.Threshold] = schemes.base.Refusal("never here", "Do something else.")
     try:
         assert Strict.__dict__["refusals"] is not Scheme.refusals
-        assert schemes.create("rate").refusal(nn.Hardshrink())[0] == "Hardshrink has no rate-coded equivalent"
+        assert schemes.create("rate").refusal(nn.Threshold(0.1, 20.0))[0] == "Threshold has no rate-coded equivalent"
         strict = Strict(schemes.RateOptions())
-        assert strict.refusal(nn.Hardshrink())[:2] == ("Hardshrink: never here", "Do something else.")
+        assert strict.refusal(nn.Threshold(0.1, 20.0))[:2] == ("Threshold: never here", "Do something else.")
         assert strict.refusal(nn.GELU())[0].startswith("GELU: not a ReLU-like activation")  # inherited
     finally:
-        del Strict.refusals[nn.Hardshrink]
+        del Strict.refusals[nn.Threshold]

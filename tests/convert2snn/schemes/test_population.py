@@ -9,7 +9,12 @@ from torch import nn
 
 import convert2snn
 from convert2snn.errors import InvalidInputError
-from convert2snn.neurons.population import SIGMA_SIGMOID, PopulationActivationNode, PopulationIFNode
+from convert2snn.neurons.population import (
+    SIGMA_SIGMOID,
+    PiecePopulationNode,
+    PopulationActivationNode,
+    PopulationIFNode,
+)
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh}
 # max_z |Φ(z/σ_s) − sigmoid(z)| and max_z |2Φ(z/σ_t) − 1 − tanh(z)| at the documented σ
@@ -201,3 +206,58 @@ def test_population_without_calibration_data_uses_worst_case_scales(mixed, tmp_p
     with torch.no_grad():
         y = lstm(xs).argmax(1).numpy()
     assert snn.evaluate(xs.numpy(), y, timesteps=64).accuracy[0] >= 0.9
+
+
+# -- any scalar activation, piece by piece ---------------------------------------------------------------
+PIECEWISE = [nn.SiLU(), nn.GELU(), nn.ELU(), nn.LeakyReLU(0.1), nn.Hardswish(), nn.Mish(), nn.Softplus()]
+
+
+def _activation_net(activation: nn.Module) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), activation, nn.Linear(16, 12), nn.ReLU(), nn.Linear(12, 3)).eval()
+
+
+@pytest.mark.parametrize("activation", PIECEWISE, ids=lambda a: type(a).__name__)
+def test_any_scalar_activation_converts_piece_by_piece_and_converges(activation):
+    net = _activation_net(activation)
+    x = torch.rand(64, 6, generator=torch.Generator().manual_seed(1)) * 6 - 3
+    snn = _population(net, x, n=16, percentile=100.0)  # the T → ∞ limit was checked against the ANN
+    (layer, scale), *_ = ((k, v) for k, v in snn.report.scales.items() if "low" in v)
+    with torch.no_grad():
+        pre = net[0](x)
+        ann = net(x)
+    assert scale["low"] == pytest.approx(float(pre.min())) and scale["high"] == pytest.approx(float(pre.max()))
+    assert any(f"layer '{layer}': {type(activation).__name__} on its input range" in n for n in snn.report.notes)
+    errors = [float((torch.as_tensor(snn.predict(x, t)) - ann).abs().max() / ann.abs().max()) for t in (16, 256)]
+    assert errors[1] < errors[0] and errors[1] <= 0.02, errors
+    with pytest.raises(convert2snn.UnsupportedLayerError, match="Use conversion_type='population'"):
+        convert2snn.convert(net, "rate", x, progress=False)
+
+
+def test_a_piecewise_population_is_saved_loaded_and_made_analog_per_layer(tmp_path):
+    net = _activation_net(nn.SiLU())
+    x = torch.rand(32, 6, generator=torch.Generator().manual_seed(1)) * 6 - 3
+    snn = _population(net, x, n=8)
+    assert sum(isinstance(m, PiecePopulationNode) for m in snn.network.modules()) == 2  # falling + rising
+    snn.save(tmp_path / "silu.c2s")
+    again = convert2snn.load(tmp_path / "silu.c2s")
+    assert torch.equal(torch.as_tensor(snn.predict(x, 16)), torch.as_tensor(again.predict(x, 16)))
+    layer = next(k for k, v in snn.report.scales.items() if "low" in v)
+    analog = _population(net, x, n=8, layer_n={layer: 0})
+    assert not any(isinstance(m, PiecePopulationNode) for m in analog.network.modules())
+    with pytest.raises(convert2snn.ApproximationError, match="random thresholds drawn from it"):
+        _population(net, x, n=8, mismatch="threshold", strict=True)
+
+
+def test_without_calibration_data_the_input_range_is_a_sound_bound(mixed):
+    net = _activation_net(nn.GELU())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        snn = convert2snn.convert(net, "population", example_input=torch.zeros(1, 6), input_range=(-1, 1), n=8)
+    scale = next(v for v in snn.report.scales.values() if "low" in v)
+    x = torch.rand(4096, 6, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    with torch.no_grad():
+        pre = net[0](x)
+    assert scale["low"] <= float(pre.min()) and float(pre.max()) <= scale["high"]

@@ -11,9 +11,9 @@ from spikingjelly.activation_based import functional
 from torch import nn
 
 import convert2snn
-from convert2snn.errors import InvalidInputError, UnsupportedLayerError
+from convert2snn.errors import InvalidInputError
 from convert2snn.graph.limits import quantized_ann
-from convert2snn.neurons.temporal import CycleDelay, CycleReadout, PhaseNode, StepSynapse, TTFSNode
+from convert2snn.neurons.temporal import CycleDelay, CycleMaxPool, CycleReadout, PhaseNode, StepSynapse, TTFSNode
 from convert2snn.simulate import simulate
 
 from ..nets import RandomNet
@@ -209,23 +209,55 @@ def test_phase_network_converges_to_the_clipped_ann():
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.02, errors
 
 
-def test_maxpool_of_a_summed_current_is_refused_before_calibration():
-    class PoolAfterAdd(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a, self.b = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(1, 2, 3, padding=1)
-            self.pool = nn.MaxPool2d(2)
-            self.fc = nn.Linear(2 * 4 * 4, 3)
+class PoolOfCurrents(nn.Module):
+    """Max pooling of currents that are not neuron outputs: of a sum of branches, and Conv → BN →
+    MaxPool → ReLU (Keras Xception's order), both feeding a residual Add."""
 
-        def forward(self, x):
-            return self.fc(self.pool(torch.relu(self.a(x)) + torch.relu(self.b(x))).flatten(1))
+    def __init__(self, seed: int):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.b = nn.Conv2d(2, 4, 3, padding=1), nn.Conv2d(2, 4, 3, padding=1)
+        self.c, self.bn = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.skip = nn.Conv2d(4, 4, 1, stride=2)
+        self.pool = nn.MaxPool2d(2)
+        self.pool2 = nn.MaxPool2d(3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * 2 * 2, 3)
+        with torch.no_grad():
+            self.bn.running_mean.uniform_(-0.5, 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
 
-    with pytest.raises(UnsupportedLayerError) as err:
-        _convert(PoolAfterAdd(), torch.rand(4, 1, 8, 8))
-    text = str(err.value)
-    assert "layer 'pool'" in text and "max pooling of a summed current" in text
-    assert "Put the MaxPool after the activation" in text
-    _convert(PoolAfterAdd(), torch.rand(4, 1, 8, 8), code="phase")  # the phase code pools time averages
+    def forward(self, x):
+        h = self.pool(torch.relu(self.a(x)) + torch.relu(self.b(x)))  # 4×4
+        y = self.pool2(self.bn(self.c(h))) + self.skip(h)  # 2×2, residual
+        return self.fc(torch.relu(y).flatten(1))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_max_pooling_of_currents_is_exact_one_cycle_later(seed):
+    net = PoolOfCurrents(seed).eval()
+    x = torch.rand(24, 2, 8, 8, generator=torch.Generator().manual_seed(seed))
+    snn = _convert(net, x, period=8)
+    pools = [m for m in snn.network.modules() if isinstance(m, CycleMaxPool)]
+    assert len(pools) == 2 and any("takes one more cycle" in n for n in snn.report.notes)
+    out = snn.predict(x, timesteps=snn.latency)
+    ref = quantized_ann(snn.ann, snn.scales, 8)(x).detach().numpy()
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+    whole = simulate(snn.network, x, [snn.latency], progress=False).outputs[snn.latency]
+    chunked = simulate(snn.network, x, [snn.latency], progress=False, chunk=5).outputs[snn.latency]
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_cycle_max_pool_replays_the_pooled_cycle_mean_across_chunks():
+    x = torch.zeros(12, 1, 1, 4)  # K = 4; the current of cycle 1 (steps 4…7) is pooled, shown in cycle 2
+    x[4:8, 0, 0] = torch.tensor(
+        [[1.0, 0.0, 2.0, 0.0], [1.0, 4.0, 2.0, 0.0], [1.0, 0.0, 2.0, 0.0], [1.0, 0.0, 2.0, 8.0]]
+    )
+    pool = CycleMaxPool(nn.MaxPool1d(2), 4, source_cycle=1)
+    pieces = [pool(x[i : i + 3]) for i in range(0, 12, 3)]
+    out = torch.cat(pieces)
+    assert out.shape == (12, 1, 1, 2)
+    assert out[:8].abs().sum() == 0 and pieces[0].stride() == (0, 0, 0, 0)  # silent before
+    assert out[8:, 0, 0].tolist() == [[1.0, 2.0]] * 4  # means (1, 1, 2, 2) pooled by pairs
 
 
 @pytest.mark.parametrize(
