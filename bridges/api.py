@@ -18,7 +18,16 @@ from .canonicalize import BridgeInfo, canonicalize, has_output_softmax
 from .converters.lstm import LSTM
 from .errors import InvalidInputError
 from .keras_to_onnx import is_keras_model, is_keras_path, to_onnx
-from .onnx_to_torch import bridge_metadata, check_supported, load_onnx, node_layers, node_support, onnx_to_fx
+from .onnx_to_torch import (
+    bridge_metadata,
+    check_supported,
+    load_onnx,
+    node_layers,
+    node_support,
+    onnx2torch_warnings_silenced,
+    onnx_to_fx,
+)
+from .status import status
 
 
 def _source_kind(model: Any) -> str:
@@ -80,6 +89,7 @@ def to_torch(
     onnx_path: str | os.PathLike | None = None,
     timings: BridgeTimings | None = None,
     check_inputs: torch.Tensor | None = None,
+    progress: bool = True,
 ) -> fx.GraphModule:
     """A clean `torch.fx.GraphModule` (PyTorch layout, batch first) equivalent to ``model``.
 
@@ -89,22 +99,26 @@ def to_torch(
     The result carries ``.bridge_info`` (a `BridgeInfo`): input layout, layer names, whether a
     final softmax was kept. ``check_inputs``: a batch in the original model's layout and range
     (e.g. calibration data) on which the clean graph is checked against the import, besides the
-    random inputs every graph is checked on. The user's model is not modified.
+    random inputs every graph is checked on. ``progress``: a status line for each phase that runs
+    longer than a second, on a terminal (`bridges.status`). The user's model is not modified.
     """
     timings = timings if timings is not None else BridgeTimings()
     kind = _source_kind(model)
     if kind == "torch":
-        return _torch_to_clean(model, example_input, timings, check_inputs)
+        with status("tracing and cleaning the torch module", progress):
+            return _torch_to_clean(model, example_input, timings, check_inputs)
     with tempfile.TemporaryDirectory(prefix="convert2snn_") as tmp:
         if kind == "keras":
             t0 = time.perf_counter()
             path = Path(onnx_path) if onnx_path else Path(tmp) / "model.onnx"
-            timings.export_stages = dict(to_onnx(model, path).get("timings", {}))
+            with status("exporting the Keras model to ONNX (TensorFlow, in a child process)", progress):
+                timings.export_stages = dict(to_onnx(model, path).get("timings", {}))
             timings.export = time.perf_counter() - t0
             proto = onnx.load(str(path))
         else:
             proto = load_onnx(model)
-        return _onnx_to_clean(proto, timings, kind, check_inputs)
+        with status("importing the ONNX graph into torch and cleaning it", progress), onnx2torch_warnings_silenced():
+            return _onnx_to_clean(proto, timings, kind, check_inputs)
 
 
 def _onnx_to_clean(
@@ -196,10 +210,11 @@ class LayerStatus:
     reason: str = ""
 
 
-def inspect_layers(model: Any) -> list[LayerStatus]:
+def inspect_layers(model: Any, progress: bool = True) -> list[LayerStatus]:
     """List a model's layers with their bridge support status, before any conversion work.
 
-    For Keras input this runs the (quick) ONNX export in a child process.
+    For Keras input this runs the ONNX export in a child process (with a status line on a terminal
+    when ``progress``).
     """
     kind = _source_kind(model)
     if kind == "torch":
@@ -207,7 +222,8 @@ def inspect_layers(model: Any) -> list[LayerStatus]:
     with tempfile.TemporaryDirectory(prefix="convert2snn_") as tmp:
         if kind == "keras":
             path = Path(tmp) / "model.onnx"
-            to_onnx(model, path)
+            with status("exporting the Keras model to ONNX (TensorFlow, in a child process)", progress):
+                to_onnx(model, path)
             proto = onnx.load(str(path))
         else:
             proto = load_onnx(model)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +180,21 @@ def check_supported(proto: onnx.ModelProto) -> None:
         layer=first.layer,
         op=first.op_type,
     )
+
+
+# Warnings that onnx2torch's modules raise while the raw graph runs (the bridge's probes and checks)
+# and that say nothing to a user: its Slice indexes with a list, which torch deprecates. The clean
+# graph replaces those modules, so they never run in the user's model.
+_ONNX2TORCH_NOISE = ("Using a non-tuple sequence for multidimensional indexing",)
+
+
+@contextmanager
+def onnx2torch_warnings_silenced() -> Iterator[None]:
+    """Run onnx2torch's raw graph without its warnings that concern only its own code."""
+    with warnings.catch_warnings():
+        for message in _ONNX2TORCH_NOISE:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        yield
 
 
 def onnx_to_fx(proto: onnx.ModelProto) -> fx.GraphModule:

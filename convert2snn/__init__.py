@@ -12,20 +12,30 @@ neurons in `neurons`) → `SpikingModel` (`model`: simulation in `simulate`, met
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402
-    ApproximationError,
-    ConversionError,
-    ExportError,
-    InvalidInputError,
-    SimulationMemoryError,
-    UnsupportedLayerError,
-)
-from .metrics import EvaluationResult  # noqa: E402
-from .model import SpikingModel  # noqa: E402
-from .stages import bridge, build, calibrate, convert, load  # noqa: E402
-from .tools.sweep import sweep  # noqa: E402
+import importlib  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
 
-__all__ = [
+# The public names and the module each lives in. They load on first use (PEP 562), so that
+# ``import convert2snn`` and the command line's --help, --version and argument errors do not
+# import torch (seconds); ``convert2snn.convert(...)`` imports what it needs.
+_EXPORTS = {
+    "convert": "stages",
+    "load": "stages",
+    "bridge": "stages",
+    "calibrate": "stages",
+    "build": "stages",
+    "sweep": "tools.sweep",
+    "SpikingModel": "model",
+    "EvaluationResult": "metrics",
+    "ConversionError": "errors",
+    "UnsupportedLayerError": "errors",
+    "InvalidInputError": "errors",
+    "ExportError": "errors",
+    "ApproximationError": "errors",
+    "SimulationMemoryError": "errors",
+}
+
+__all__ = [  # = the keys of _EXPORTS (a test checks), spelled out for linters and type checkers
     "convert",
     "load",
     "bridge",
@@ -42,3 +52,38 @@ __all__ = [
     "SimulationMemoryError",
     "__version__",
 ]
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerly
+    from .errors import (
+        ApproximationError,
+        ConversionError,
+        ExportError,
+        InvalidInputError,
+        SimulationMemoryError,
+        UnsupportedLayerError,
+    )
+    from .metrics import EvaluationResult
+    from .model import SpikingModel
+    from .stages import bridge, build, calibrate, convert, load
+    from .tools.sweep import sweep
+
+
+def __getattr__(name: str) -> Any:
+    """A public name (imported from its module on first use) or a submodule (``convert2snn.stages``)."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    elif not name.startswith("_"):
+        try:
+            value = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,4 +1,4 @@
-"""Checks of what users pass in: arrays, their shape against the model, labels and timesteps.
+"""Checks of what users pass in: arrays, their shape and range against the model, labels and timesteps.
 
 Every public entry point reads its data through these functions, so a mistake gets the same
 clear `InvalidInputError` wherever it is made.
@@ -6,7 +6,9 @@ clear `InvalidInputError` wherever it is made.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -15,10 +17,6 @@ import torch
 from bridges.canonicalize import BridgeInfo
 
 from .errors import InvalidInputError
-
-# The timesteps reported when none are asked for (one simulation up to the largest serves all);
-# a single-spike temporal network reports its latency instead (`SpikingModel.default_timesteps`).
-DEFAULT_TIMESTEPS = (4, 8, 16, 32)
 
 
 def as_tensor(x: Any, name: str = "x") -> torch.Tensor:
@@ -92,3 +90,73 @@ def check_timesteps(timesteps: Any) -> list[int]:
     if not values or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1 for t in values):
         raise InvalidInputError(f"timesteps must be a positive integer or a list of them, got {timesteps!r}")
     return sorted({int(t) for t in values})
+
+
+@dataclass(frozen=True)
+class InputRange:
+    """The range and dtype of the inputs a network was calibrated on, kept in its report: an SNN's
+    scales hold only for inputs in that range (calibrated on 0–255 pixels, it is wrong on [0, 1])."""
+
+    dtype: str | None  # as the user passed the data; None: the data-free option input_range
+    low: float
+    high: float
+    samples: int
+
+    @classmethod
+    def of(cls, data: Any, x: torch.Tensor) -> InputRange:
+        """The range of ``x`` (``data`` read by `as_tensor`) with the dtype of ``data`` as passed."""
+        dtype = data.dtype if hasattr(data, "dtype") else np.asarray(data).dtype
+        return cls(str(dtype).removeprefix("torch."), float(x.min()), float(x.max()), int(x.shape[0]))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> InputRange | None:
+        return cls(**d) if d else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        if self.dtype is None:
+            return f"inputs in [{self.low:.4g}, {self.high:.4g}] (the input_range option, no calibration data)"
+        return f"{self.samples} samples of {self.dtype} in [{self.low:.4g}, {self.high:.4g}]"
+
+    def unscaled_warning(self, name: str) -> str | None:
+        """Why integer inputs beyond 0/1 look like unscaled images (0–255), or None."""
+        if self.dtype is None or np.dtype(self.dtype).kind not in "iu" or self.high <= 1:
+            return None
+        return (
+            f"{name} is {self.dtype} with values in [{self.low:.4g}, {self.high:.4g}]: if the model was trained on "
+            f"scaled inputs (e.g. x / 255), scale the calibration data the same way — the SNN's scales hold only "
+            f"for inputs in the range it was calibrated on. Pass float data to silence this if the model takes "
+            f"{self.dtype} values as they are."
+        )
+
+    def mismatch(self, x: torch.Tensor, name: str) -> str | None:
+        """Why ``x`` lies far from this range, or None: it reaches beyond the range by more than the
+        range's width, or spans under a tenth of it (0–1 inputs after calibration on 0–255)."""
+        width = self.high - self.low
+        if width <= 0 or x.numel() == 0:
+            return None
+        low, high = float(x.min()), float(x.max())
+        if low < self.low - width or high > self.high + width:
+            how = "reaches far beyond it"
+        elif 0 < high - low < width / 10:
+            how = f"spans {width / (high - low):.3g}× less"
+        else:
+            return None
+        return (
+            f"{name} lies in [{low:.4g}, {high:.4g}], but the SNN was calibrated on {self}: the input {how}; "
+            "scale it as the calibration data was (the CLI's --scale), or convert again with data in this range"
+        )
+
+
+def check_input_range(x: torch.Tensor, calibrated: InputRange | None, name: str, strict: bool) -> bool:
+    """Warn (or, ``strict``, raise `InvalidInputError`) when ``x`` lies far from the calibration
+    inputs' range; True if it did."""
+    problem = calibrated.mismatch(x, name) if calibrated is not None else None
+    if problem is None:
+        return False
+    if strict:
+        raise InvalidInputError(problem + " (strict=True)")
+    warnings.warn(f"convert2snn: {problem}", UserWarning, stacklevel=4)
+    return True

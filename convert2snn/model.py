@@ -22,9 +22,17 @@ from bridges.canonicalize import BridgeInfo
 from bridges.modules import Affine
 
 from . import distributed, metrics
+from .defaults import DEFAULT_ENERGY, DEFAULT_STEPS, DEFAULT_TIMESTEPS
 from .errors import InvalidInputError
 from .graph.serialize import graph_to_spec
-from .inputs import DEFAULT_TIMESTEPS, as_tensor, check_input_shape, check_timesteps, labels_to_indices
+from .inputs import (
+    InputRange,
+    as_tensor,
+    check_input_range,
+    check_input_shape,
+    check_timesteps,
+    labels_to_indices,
+)
 from .metrics import EvaluationResult
 from .neurons import is_neuron, latency, neurons_per_unit
 from .report import ConversionReport
@@ -37,9 +45,6 @@ if TYPE_CHECKING:  # the schemes build models; a model only reads its scheme's o
 
 FORMAT_NAME = "convert2snn"
 FORMAT_VERSION = 1
-# Steps of the methods that simulate one T (predict, spike_counts, spike_trains) when none is given,
-# for codes without a latency.
-DEFAULT_STEPS = 32
 
 
 class SpikingModel:
@@ -66,6 +71,7 @@ class SpikingModel:
         self.sources: dict[str, str] = dict(network.snn_sources)  # SNN module → the ANN node it stands for
         self.device = torch.device("cpu")
         self._static: dict[str, Any] | None = None  # fan-out and MACs, computed on first use
+        self._range_warned = False  # inputs far from the calibration range are warned about once
         self._layer_names = {name: name for name, m in self.network.named_modules() if is_neuron(m)}
         self._neurons = self._count_neurons()
         self._activation_elements, self._largest_activation = self._activation_size()
@@ -107,7 +113,13 @@ class SpikingModel:
 
     # -- inputs ------------------------------------------------------------------------------
     def _inputs(self, x: Any, name: str = "x") -> torch.Tensor:
-        return check_input_shape(as_tensor(x, name), self.bridge_info, name)
+        """``x`` as a tensor in the ANN's layout, checked against the model's input shape and (once
+        per model: a warning, or an error with ``strict=True``) the calibration inputs' range."""
+        t = check_input_shape(as_tensor(x, name), self.bridge_info, name)
+        if not self._range_warned:
+            calibrated = InputRange.from_dict(self.report.calibration_inputs)
+            self._range_warned = check_input_range(t, calibrated, name, self.options.strict)
+        return t
 
     def to(self, device: str | torch.device) -> SpikingModel:
         """Run simulations on ``device`` (e.g. "cuda")."""
@@ -134,7 +146,7 @@ class SpikingModel:
 
     def default_timesteps(self) -> list[int]:
         """What `evaluate` reports when no timesteps are given: the latency for a code that has one,
-        else `convert2snn.inputs.DEFAULT_TIMESTEPS`."""
+        else `convert2snn.defaults.DEFAULT_TIMESTEPS`."""
         return [self.latency] if self.latency is not None else list(DEFAULT_TIMESTEPS)
 
     def _steps(self, timesteps: Any, method: str) -> int:
@@ -197,7 +209,7 @@ class SpikingModel:
         timesteps: Any = None,
         batch_size: int | None = None,
         *,
-        energy: Any = "45nm-fp32",
+        energy: Any = DEFAULT_ENERGY,
         correlation: bool = True,
     ) -> EvaluationResult:
         """Accuracy at every T in ``timesteps`` from one simulation up to max T, with the ANN's accuracy.

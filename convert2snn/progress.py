@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterable
 from typing import TypeVar
 
 from tqdm.auto import tqdm
+
+from bridges.status import shown, status
+
+__all__ = ["progress_bar", "status"]
 
 T = TypeVar("T")
 
@@ -16,6 +18,6 @@ def progress_bar(
     iterable: Iterable[T], *, desc: str, enabled: bool | None = True, total: int | None = None, leave: bool = False
 ) -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm bar when ``enabled`` and stderr is a terminal."""
-    if not enabled or os.environ.get("CONVERT2SNN_QUIET") or not sys.stderr.isatty():
+    if not shown(enabled):
         return iterable
     return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)

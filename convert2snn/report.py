@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .inputs import InputRange
+
 
 @dataclass
 class ConversionReport:
@@ -16,6 +18,9 @@ class ConversionReport:
     scales: dict[str, dict[str, float]] = field(default_factory=dict)
     approximations: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the calibration inputs' range and dtype (`convert2snn.inputs.InputRange.as_dict`): inputs far
+    # outside it get a warning from predict / evaluate
+    calibration_inputs: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -24,10 +29,13 @@ class ConversionReport:
             "scales": self.scales,
             "approximations": self.approximations,
             "notes": self.notes,
+            "calibration_inputs": self.calibration_inputs,
         }
 
     def __str__(self) -> str:
         lines = [f"conversion: {self.conversion_type}"]
+        if self.calibration_inputs:
+            lines.append(f"  calibrated on: {InputRange.from_dict(self.calibration_inputs)}")
         for layer, s in self.scales.items():
             if set(s) == {"low", "high"}:
                 lines.append(f"  input range[{layer}] = [{s['low']:.4g}, {s['high']:.4g}]")

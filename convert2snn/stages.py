@@ -31,8 +31,9 @@ from bridges.keras_to_onnx import keras_file_input_shape
 from . import schemes
 from .errors import InvalidInputError
 from .graph.serialize import graph_from_spec
-from .inputs import as_tensor, check_input_shape
+from .inputs import InputRange, as_tensor, check_input_shape
 from .model import FORMAT_NAME, FORMAT_VERSION, SpikingModel
+from .progress import status
 from .report import ConversionReport
 from .schemes.base import Scheme
 from .sequence import propagate_shapes
@@ -54,19 +55,20 @@ class Calibration:
     samples: int = 0
 
 
-def bridge(model: Any, example_input: Any = None, check_inputs: Any = None) -> fx.GraphModule:
+def bridge(model: Any, example_input: Any = None, check_inputs: Any = None, progress: bool = True) -> fx.GraphModule:
     """The clean ANN of ``model``: a `keras.Model`, a path to `.keras`/`.h5`/SavedModel/`.onnx`, an
     `onnx.ModelProto`, a `torch.nn.Module` (``example_input`` fixes its input shape), or an ANN that
     is already bridged (returned as it is: `bridge(snn.ann)` is `snn.ann`). ``check_inputs``: a few
     inputs in the model's own layout and range (e.g. calibration samples) on which the clean graph
-    is checked against the model, besides random ones."""
+    is checked against the model, besides random ones. ``progress``: a status line for each phase
+    longer than a second (the Keras export, the ONNX import), on a terminal."""
     if isinstance(model, fx.GraphModule) and isinstance(getattr(model, "bridge_info", None), BridgeInfo):
         return model
     if isinstance(model, torch.nn.Module) and example_input is not None:
         example_input = as_tensor(example_input, "example_input")
     if check_inputs is not None:
         check_inputs = as_tensor(check_inputs, "check_inputs")
-    return bridges.to_torch(model, example_input, check_inputs=check_inputs)
+    return bridges.to_torch(model, example_input, check_inputs=check_inputs, progress=progress)
 
 
 def calibrate(
@@ -86,9 +88,11 @@ def calibrate(
         _warn_data_free()
         propagate_shapes(ann, torch.zeros((2,) + tuple(info.input_shape)))
         scales = scheme.data_free_scales(ann, _shapes(ann), info.layers, report)
+        report.calibration_inputs = InputRange(None, *opts.input_range, 0).as_dict()
         return Calibration(scales, report)
     x = check_input_shape(as_tensor(data, "calibration_data"), info, "calibration_data")
     scheme.check_calibration_data(x)
+    report.calibration_inputs = _calibration_range(data, x, opts.strict).as_dict()
     propagate_shapes(ann, x[:2])
     nodes = [n.name for n in scheme.calibrated_nodes(ann)]
     ranged = [n.name for n in scheme.ranged_nodes(ann)]
@@ -119,7 +123,8 @@ def build(ann: fx.GraphModule, calibration: Calibration, scheme: Scheme) -> Spik
     _bridge_info(ann)
     scheme = type(scheme)(copy.deepcopy(scheme.options))  # each model its own options (simulations read them)
     report = copy.deepcopy(calibration.report)
-    network = _network(ann, calibration.scales, scheme, report)
+    with status("building the spiking network and checking its limit against the ANN", scheme.options.progress):
+        network = _network(ann, calibration.scales, scheme, report)
     return SpikingModel(ann, network, calibration.scales, scheme, report)
 
 
@@ -156,11 +161,31 @@ def convert(
         _check_shape_before_export(model, x_cal)
         if isinstance(model, torch.nn.Module) and example_input is None:
             example_input = x_cal[:1]
-    ann = bridge(model, example_input, check_inputs=None if x_cal is None else x_cal[:CHECK_SAMPLES])
+        calibrated_on = _calibration_range(calibration_data, x_cal, scheme.options.strict)
+    ann = bridge(
+        model,
+        example_input,
+        check_inputs=None if x_cal is None else x_cal[:CHECK_SAMPLES],
+        progress=scheme.options.progress,
+    )
     if x_cal is not None:
         scheme.check_calibration_data(check_input_shape(x_cal, ann.bridge_info, "calibration_data"))
     scheme.check(ann, ann.bridge_info.layers)
-    return build(ann, calibrate(ann, x_cal, scheme), scheme)
+    calibration = calibrate(ann, x_cal, scheme)
+    if x_cal is not None:  # the dtype as the user passed it, not the float32 copy's
+        calibration.report.calibration_inputs = calibrated_on.as_dict()
+    return build(ann, calibration, scheme)
+
+
+def _calibration_range(data: Any, x: torch.Tensor, strict: bool) -> InputRange:
+    """The calibration inputs' range, with a warning (an error with ``strict``) for integer data
+    that looks like unscaled images."""
+    calibrated_on = InputRange.of(data, x)
+    if (unscaled := calibrated_on.unscaled_warning("calibration_data")) is not None:
+        if strict:
+            raise InvalidInputError(unscaled + " (strict=True)")
+        warnings.warn(f"convert2snn: {unscaled}", UserWarning, stacklevel=3)
+    return calibrated_on
 
 
 def load(path: str | os.PathLike) -> SpikingModel:

@@ -16,12 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-
-from bridges.api import onnx_input_shape
-from bridges.keras_to_onnx import keras_file_input_shape
-
-from .. import schemes, stages
 
 # Options the command line sets in its own way (the progress bars follow --quiet).
 _NOT_FLAGS = ("progress",)
@@ -133,6 +127,13 @@ def check_model_path(path: str) -> None:
 
 def expected_shape(model_path: str) -> tuple[int, ...] | None:
     """The model's per-sample input shape in its own layout, when it can be read without TensorFlow."""
+    import onnx  # noqa: PLC0415  (heavy imports only when a verb runs: see cli.main)
+
+    from bridges.api import onnx_input_shape  # noqa: PLC0415
+    from bridges.keras_to_onnx import keras_file_input_shape  # noqa: PLC0415
+
+    from .. import stages  # noqa: PLC0415
+
     p = Path(model_path)
     if is_snn_file(model_path):
         return tuple(stages.load(p).bridge_info.original_input_shape())
@@ -147,6 +148,8 @@ def expected_shape(model_path: str) -> tuple[int, ...] | None:
 # -- conversion options as flags -------------------------------------------------------------------
 def _option_fields() -> dict[str, tuple[dataclasses.Field, Any, list[str]]]:
     """Every option of every scheme: its field and type (the first scheme's declaration) and the schemes taking it."""
+    from .. import schemes  # noqa: PLC0415  (torch: only for convert, see cli.main)
+
     found: dict[str, tuple[dataclasses.Field, Any, list[str]]] = {}
     for name in schemes.available():
         options = schemes.scheme_class(name).Options
@@ -161,8 +164,9 @@ def add_option_flags(parser: argparse.ArgumentParser) -> None:
     """A flag per conversion option (``--v-init`` for ``v_init``), default None: options left unset
     keep the scheme's default."""
     group = parser.add_argument_group("conversion options (each conversion type takes those marked with its name)")
-    every = set(schemes.available())
-    for name, (f, hint, takers) in _option_fields().items():
+    fields = _option_fields()
+    every = {name for _f, _hint, takers in fields.values() for name in takers}
+    for name, (f, hint, takers) in fields.items():
         flag = "--" + name.replace("_", "-")
         help_text = str(f.metadata.get("help", ""))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

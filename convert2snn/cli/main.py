@@ -2,6 +2,10 @@
 
 Bad input (a missing file, an .npz without the expected arrays, an unknown option) ends with one
 line on stderr and exit status 2; ``--debug`` shows the traceback instead.
+
+``--help``, ``--version`` and argument errors answer in a fraction of a second: torch, onnx and the
+bridge are imported only when a verb runs (inside the ``cmd_*`` functions), and the conversion
+options' flags (declared by the schemes, which need torch) are added only for ``convert``.
 """
 
 from __future__ import annotations
@@ -15,13 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import bridges
-from bridges import ops
-
-from .. import __version__, distributed, schemes, stages
-from ..errors import ConversionError, UnsupportedLayerError
-from ..inputs import DEFAULT_TIMESTEPS
-from ..tools.sweep import bridge_once, sweep
+from .. import __version__
+from ..defaults import DEFAULT_ENERGY, DEFAULT_TIMESTEPS
 from .data import (
     CLIError,
     add_option_flags,
@@ -60,7 +59,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_inspect(args) -> int:
-    check_model_path(args.model)
+    check_model_path(args.model)  # before the heavy imports: a typo fails at once
+    import bridges  # noqa: PLC0415  (heavy imports only when a verb runs)
+
+    from .. import stages  # noqa: PLC0415
+
     if is_snn_file(args.model):
         snn = stages.load(args.model)
         print(
@@ -72,7 +75,7 @@ def cmd_inspect(args) -> int:
             print(f"{layer:<32} {n:>10}")
         print(str(snn.report))
         return 0
-    rows = bridges.inspect_layers(args.model)
+    rows = bridges.inspect_layers(args.model, progress=not args.quiet)
     bad = [r for r in rows if not r.supported]
     if args.conversion_type and not bad:
         print(f"{len(rows)} layer(s), 0 unsupported by the bridge")
@@ -88,8 +91,13 @@ def cmd_inspect(args) -> int:
 
 def _inspect_conversion(args) -> int:
     """Every layer of the clean ANN (the model's own layer names) and whether the conversion type takes it."""
+    from bridges import ops  # noqa: PLC0415
+
+    from .. import schemes, stages  # noqa: PLC0415
+    from ..errors import UnsupportedLayerError  # noqa: PLC0415
+
     scheme = schemes.create(args.conversion_type)
-    ann = stages.bridge(args.model)
+    ann = stages.bridge(args.model, progress=not args.quiet)
     names = ann.bridge_info.layers
     problems: dict[str, str] = {}
     for layer, (what, _hint, _op) in scheme.problems(ann, names):
@@ -119,7 +127,9 @@ def _inspect_conversion(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    check_model_path(args.model)
+    check_model_path(args.model)  # before the heavy imports: a typo fails at once
+    from .. import schemes, stages  # noqa: PLC0415
+
     options = options_from_args(args)
     options["progress"] = not args.quiet
     schemes.create(args.conversion_type, options)  # bad options fail before any data is read
@@ -143,7 +153,9 @@ def cmd_convert(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    check_model_path(args.snn)
+    check_model_path(args.snn)  # before the heavy imports: a typo fails at once
+    from .. import distributed, stages  # noqa: PLC0415
+
     if not is_snn_file(args.snn):
         raise CLIError(
             f"'{args.snn}' is not a converted SNN (.c2s); convert it first: convert2snn convert {args.snn} ..."
@@ -210,10 +222,13 @@ def _read_config(path: str) -> Any:
 
 
 def cmd_sweep(args) -> int:
-    check_model_path(args.model)
+    check_model_path(args.model)  # before the heavy imports: a typo fails at once
+    from .. import stages  # noqa: PLC0415
+    from ..tools.sweep import bridge_once, sweep  # noqa: PLC0415
+
     config = _read_config(args.config)
     timesteps = args.timesteps or (config.get("timesteps") if isinstance(config, dict) else None) or DEFAULT_TIMESTEPS
-    energy = args.energy or (config.get("energy") if isinstance(config, dict) else None) or "45nm-fp32"
+    energy = args.energy or (config.get("energy") if isinstance(config, dict) else None) or DEFAULT_ENERGY
     if isinstance(config, dict):
         config = {k: v for k, v in config.items() if k not in ("timesteps", "energy")}
     expected = expected_shape(args.model)
@@ -259,7 +274,9 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_export(args) -> int:
-    check_model_path(args.snn)
+    check_model_path(args.snn)  # before the heavy imports: a typo fails at once
+    from .. import stages  # noqa: PLC0415
+
     if not is_snn_file(args.snn):
         raise CLIError(
             f"'{args.snn}' is not a converted SNN (.c2s); convert it first: convert2snn convert {args.snn} ..."
@@ -274,7 +291,12 @@ def cmd_export(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+VERBS = ("inspect", "convert", "evaluate", "sweep", "export")
+
+
+def build_parser(option_flags: bool = True) -> argparse.ArgumentParser:
+    """The command line's parser; ``option_flags=False`` leaves out ``convert``'s conversion-option
+    flags, which need the schemes (and so torch) to be declared."""
     parser = _Parser(
         prog="convert2snn",
         description="Convert trained Keras / ONNX networks into spiking neural "
@@ -321,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibration", required=True, metavar="DATA.npz", help="calibration inputs (a few hundred to a few thousand)"
     )
     p.add_argument("-o", "--output", required=True, metavar="SNN.c2s", help="where to write the converted model")
-    add_option_flags(p)
+    if option_flags:
+        add_option_flags(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser(
@@ -346,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"{' '.join(map(str, DEFAULT_TIMESTEPS))}, or the latency of a single-spike temporal SNN)",
     )
     p.add_argument(
-        "--energy", default="45nm-fp32", help="energy model: 45nm-fp32 (default), fp16, int8, or 'E_MAC,E_AC' in pJ"
+        "--energy",
+        default=DEFAULT_ENERGY,
+        help=f"energy model: {DEFAULT_ENERGY} (default), fp16, int8, or 'E_MAC,E_AC' in pJ",
     )
     p.add_argument("--batch-size", type=_positive_int, help="simulation batch size")
     p.add_argument("--device", help="torch device, e.g. cuda")
@@ -409,16 +434,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _conversion_errors() -> tuple[type[Exception], ...]:
+    """`ConversionError` if a verb got as far as importing it (importing it here would cost seconds)."""
+    errors = sys.modules.get("bridges.errors")
+    return (errors.ConversionError,) if errors is not None else ()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)  # flags before the verb take no values
+    parser = build_parser(option_flags=False)
+    if verb == "convert":
+        if not {"-h", "--help"} & set(argv):
+            parser.parse_known_args(argv)  # missing arguments fail here, before torch is imported
+        parser = build_parser()
     args = parser.parse_args(argv)
     if args.quiet:
         os.environ["CONVERT2SNN_QUIET"] = "1"
     try:
         try:
             return int(args.func(args) or 0)
-        except (CLIError, ConversionError, OSError) as exc:
-            if args.debug:
+        except Exception as exc:
+            if args.debug or not isinstance(exc, (CLIError, OSError, *_conversion_errors())):
                 raise
             print(f"convert2snn {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
             return EXIT_BAD_INPUT

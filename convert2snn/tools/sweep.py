@@ -34,8 +34,9 @@ import torch
 from torch import fx
 
 from .. import schemes
+from ..defaults import DEFAULT_TIMESTEPS
 from ..errors import ConversionError, InvalidInputError
-from ..inputs import DEFAULT_TIMESTEPS, as_tensor, check_input_shape, check_timesteps, labels_to_indices
+from ..inputs import as_tensor, check_input_shape, check_timesteps, labels_to_indices
 from ..metrics import EvaluationResult, energy_model
 from ..model import SpikingModel
 from ..progress import progress_bar
@@ -246,6 +247,7 @@ def search_normalization(
         mixed = {node: calibrations[choice[node]].scales[node] for node in calibrations[cands[0]].scales}
         percentile = min(choice.values()) if choice else cands[0]
         report = ConversionReport(conversion_type, candidates[percentile].options.as_dict())
+        report.calibration_inputs = calibrations[percentile].report.calibration_inputs
         for node, p in choice.items():
             layer = info.layers.get(node, node)
             if layer in calibrations[p].report.scales:

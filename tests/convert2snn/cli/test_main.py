@@ -343,3 +343,30 @@ def test_inspect_lists_every_layer_with_the_conversion_types_verdict(tmp_path, m
     assert any("Sigmoid" in line and "a sigmoid cannot be represented" in line for line in rows.values())
     assert "cannot be converted with conversion_type='rate'" in out and "conversion_type='population'" in out
     assert main(["inspect", "squash.onnx", "-t", "population"]) == 0
+
+
+def test_help_version_and_argument_errors_do_not_import_torch(tmp_path):
+    """They answer before torch, onnx or the bridge are imported (it took 7–15 s to import them first)."""
+    code = (
+        "import sys\n"
+        "from convert2snn.cli.main import main\n"
+        "for argv in (['--help'], ['--version'], ['convert', 'm.onnx'], ['convert', '--help'],\n"
+        "             ['evaluate', 'missing.c2s', '--data', 'd.npz'], ['inspect', 'missing.keras'], ['frobnicate']):\n"
+        "    if argv == ['convert', '--help']:\n"
+        "        continue  # lists the schemes' option flags: needs them imported\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print(sorted(m for m in ('torch', 'onnx', 'onnx2torch', 'tensorflow', 'bridges') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
+    assert "missing.c2s' does not exist" in r.stderr and "missing.keras' does not exist" in r.stderr
+
+
+def test_convert_help_lists_the_option_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    out = capsys.readouterr().out
+    assert "--percentile" in out and "--period" in out and "--n " in out.replace("--n N", "--n ")
