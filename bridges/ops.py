@@ -158,21 +158,22 @@ def _monotone(m: Any, args: tuple, _kwargs: dict) -> Interval:
     return m(low), m(high)
 
 
-_MINIMA: dict[type, float] = {}
+_MINIMA: dict[tuple[type, str], float] = {}
 
 
 def _minimum_at(m: nn.Module) -> float:
-    """Where a `DIPPING` activation has its minimum (ternary search in float64, once per class)."""
-    cls = type(m)
-    if cls not in _MINIMA:
+    """Where a `DIPPING` activation has its minimum (ternary search in float64, once per class and
+    parameters)."""
+    key = (type(m), m.extra_repr())
+    if key not in _MINIMA:
         a, b = -10.0, 10.0
         with torch.no_grad():
             for _ in range(200):
                 m1, m2 = a + (b - a) / 3, b - (b - a) / 3
                 v1, v2 = m(torch.tensor([m1, m2], dtype=torch.float64)).tolist()
                 a, b = (m1, b) if v1 > v2 else (a, m2)
-        _MINIMA[cls] = (a + b) / 2
-    return _MINIMA[cls]
+        _MINIMA[key] = (a + b) / 2
+    return _MINIMA[key]
 
 
 def _dipping(m: Any, args: tuple, _kwargs: dict) -> Interval:
@@ -183,6 +184,21 @@ def _dipping(m: Any, args: tuple, _kwargs: dict) -> Interval:
     inside = (low <= at) & (at <= high)
     bottom = m(torch.full_like(low, at))
     return torch.where(inside, bottom, torch.minimum(f_low, f_high)), torch.maximum(f_low, f_high)
+
+
+# Activations that rise for the usual parameters but fall, then rise, for others: a negative slope
+# or alpha turns the left branch downwards, towards a minimum at 0.
+_DIPPING_WHEN = {
+    nn.LeakyReLU: lambda m: m.negative_slope < 0,
+    nn.ELU: lambda m: m.alpha < 0,
+    nn.CELU: lambda m: m.alpha < 0,
+}
+
+
+def _scalar_bounds(m: Any, args: tuple, kwargs: dict) -> Interval:
+    """A scalar activation that is monotone, or dipping for some parameters (`_DIPPING_WHEN`)."""
+    dipping = _DIPPING_WHEN.get(type(m))
+    return (_dipping if dipping is not None and dipping(m) else _monotone)(m, args, kwargs)
 
 
 def _unit_interval(m: Any, args: tuple, _kwargs: dict) -> Interval:
@@ -319,7 +335,7 @@ declare(nn.Linear, bounds=_weighted_bounds, macs=_linear_macs, arguments=_bias_f
 declare(*CONV, bounds=_weighted_bounds, macs=_conv_macs, arguments=_bias_flag)
 declare(*CONV_TRANSPOSE, bounds=_weighted_bounds, macs=_conv_transpose_macs, arguments=_bias_flag)
 declare(nn.ReLU, nn.ReLU6, nn.Hardtanh, *SQUASHING, bounds=_monotone)
-declare(*(a for a in SCALAR_ACTIVATIONS if a not in DIPPING), bounds=_monotone)
+declare(*(a for a in SCALAR_ACTIVATIONS if a not in DIPPING), bounds=_scalar_bounds)
 declare(*DIPPING, bounds=_dipping)
 declare(*SOFTMAX, bounds=_unit_interval)
 declare(*POOL, bounds=_monotone)

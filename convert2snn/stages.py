@@ -95,7 +95,7 @@ def calibrate(
     report.calibration_inputs = _calibration_range(data, x, opts.strict).as_dict()
     propagate_shapes(ann, x[:2])
     nodes = [n.name for n in scheme.calibrated_nodes(ann)]
-    ranged = [n.name for n in scheme.ranged_nodes(ann)]
+    ranged = [n.name for n in scheme.ranged_nodes(ann, info.layers)]
     if statistics is not None and not all(input_key(name) in statistics for name in ranged):
         statistics = None  # statistics of another scheme, without the input ranges this one needs
     if statistics is None:

@@ -38,12 +38,13 @@ class LayerStatistics:
         return _order_statistic(self.top, self.count, percentile)
 
     def range(self, percentile: float) -> tuple[float, float]:
-        """[low, high]: the values at 100 − ``percentile`` and ``percentile`` (100: the minimum and maximum)."""
+        """[low, high]: the values at 100 − ``percentile`` and ``percentile`` (100: the minimum and
+        maximum); below 50 the two swap, so low ≤ high always."""
         if self.bottom is None:
             raise ValueError("these statistics kept the largest values only (no input range)")
-        return -float(_order_statistic(self.bottom, self.count, percentile)), float(
-            _order_statistic(self.top, self.count, percentile)
-        )
+        low = -float(_order_statistic(self.bottom, self.count, percentile))
+        high = float(_order_statistic(self.top, self.count, percentile))
+        return min(low, high), max(low, high)
 
 
 def _order_statistic(top: torch.Tensor, count: int, percentile: float) -> torch.Tensor:

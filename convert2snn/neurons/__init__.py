@@ -2,7 +2,8 @@
 that declare the interfaces of `convert2snn.neurons.protocol`, and their kernels.
 
 - `rate`: `IFNeuron` (integrate-and-fire, optional leak, reset by subtraction);
-- `population`: `PopulationIFNode`, `PopulationActivationNode` (sigmoid / tanh), `PopulationLSTM`;
+- `population`: `PopulationIFNode`, `PopulationActivationNode` (sigmoid / tanh), `PiecePopulationNode` (a
+  monotone piece of any scalar activation), `PopulationLSTM`;
 - `temporal`: `PhaseNode`, `TTFSNode` and the single-spike code's `StepSynapse`, `CycleDelay`, `CycleMaxPool`,
   `CycleReadout`;
 - `common`: `SpikingMaxPool` and `MembraneReadout`, used by every scheme;
@@ -10,7 +11,7 @@ that declare the interfaces of `convert2snn.neurons.protocol`, and their kernels
 """
 
 from .common import MembraneReadout, SpikingMaxPool
-from .population import PopulationActivationNode, PopulationIFNode, PopulationLSTM
+from .population import PiecePopulationNode, PopulationActivationNode, PopulationIFNode, PopulationLSTM
 from .protocol import (
     Readout,
     SpikeRouter,
@@ -30,6 +31,7 @@ __all__ = [
     "IFNeuron",
     "PopulationIFNode",
     "PopulationActivationNode",
+    "PiecePopulationNode",
     "PopulationLSTM",
     "PhaseNode",
     "TTFSNode",

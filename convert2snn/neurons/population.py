@@ -379,10 +379,11 @@ class PiecePopulationNode(PopulationActivationNode):
 
     Neuron j fires at step t if the unit's (integrated) input exceeds θ_j,t = F⁻¹((j + u_t)/n) with
     the van der Corput offset u_t of the sigmoid population, so the count is clamp(⌈n·F(z) − u_t⌉,
-    0, n) and its mean over the steps is exactly n·F(z). The scheme sums the pieces of f with signed
-    weights f(high) − f(low) (negative on a falling piece) plus the constant f(low of the first
-    piece): in the T → ∞ limit, f(clamp(z, low, high)) — every scalar function as a staircase whose
-    steps are dithered away, the sigmoid population being the one-piece case with F = sigmoid.
+    0, n) and its mean over T steps is n·F(z) within 1/T (the offsets' discrepancy), exactly in the
+    limit. The scheme sums the pieces of f with signed weights f(high) − f(low) (negative on a
+    falling piece) plus the constant f(low of the first piece): in the T → ∞ limit,
+    f(clamp(z, low, high)) — every scalar function as a staircase whose steps are dithered away,
+    the sigmoid population being the one-piece case with F = sigmoid.
     ``mismatch="threshold"`` (`mismatched`): static thresholds drawn once from F (seeded), so the
     limit is the thresholds' empirical CDF (an approximation).
     """

@@ -356,7 +356,7 @@ class Scheme:
             if n.op == "call_module" and isinstance(ann.get_submodule(n.target), ops.RELU_LIKE)
         ]
 
-    def ranged_nodes(self, ann: fx.GraphModule) -> list[fx.Node]:
+    def ranged_nodes(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> list[fx.Node]:
         """The ANN nodes whose INPUT range [low, high] the scheme needs: none, unless the scheme represents
         activations on a bounded range (population coding's pieces of `ops.SCALAR_ACTIVATIONS`)."""
         return []
@@ -370,7 +370,7 @@ class Scheme:
     ) -> dict[str, torch.Tensor]:
         """The input range of each ranged node as its "scale": a tensor [low, high]."""
         scales = {}
-        for node in self.ranged_nodes(ann):
+        for node in self.ranged_nodes(ann, layer_names):
             low, high = (float(v) for v in ranges[node.name])
             scales[node.name] = torch.tensor([low, high])
             report.scales[layer_names.get(node.name, node.name)] = {"low": low, "high": high}
@@ -387,7 +387,7 @@ class Scheme:
         """λ per calibrated node from its statistics at the ``percentile`` option."""
         p = self.options.percentile
         maxima = {n.name: statistics[n.name].scale(p) for n in self.calibrated_nodes(ann)}
-        ranges = {n.name: statistics[input_key(n.name)].range(p) for n in self.ranged_nodes(ann)}
+        ranges = {n.name: statistics[input_key(n.name)].range(p) for n in self.ranged_nodes(ann, layer_names)}
         return {
             **self.layer_scales(ann, maxima, shapes, layer_names, report),
             **self.range_scales(ann, ranges, layer_names, report),
@@ -405,7 +405,7 @@ class Scheme:
         if opts.strict:
             raise ApproximationError("no calibration_data: data-free normalisation is an approximation but strict=True")
         nodes = [n.name for n in self.calibrated_nodes(ann)]
-        ranged = [n.name for n in self.ranged_nodes(ann)]
+        ranged = [n.name for n in self.ranged_nodes(ann, layer_names)]
         input_shape = tuple(shapes[next(iter(ann.graph.nodes)).name])
         bounds = interval_maxima(
             ann, input_shape, opts.input_range, nodes, per_channel=opts.per_channel, input_ranges=ranged

@@ -81,7 +81,8 @@ Scheme.refusals = {
         for activation in (*ops.SCALAR_ACTIVATIONS, F.silu, F.gelu, F.hardswish, F.mish, F.softplus, F.elu)
     },
     nn.PReLU: Refusal(
-        "a learned per-channel negative slope, which {by} cannot represent", "Retrain with ReLU (or LeakyReLU)."
+        "a learned per-channel negative slope, which {by} cannot represent",
+        "Retrain with ReLU, or with LeakyReLU and use conversion_type='population'.",
     ),
     **{
         norm: Refusal(

@@ -116,12 +116,15 @@ class PopulationScheme(Scheme):
     def check_model(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> None:
         check_layer_n(ann, layer_names, self.options)
 
-    def ranged_nodes(self, ann: fx.GraphModule) -> list[fx.Node]:
-        """The scalar activations: each is represented on the range of its input."""
+    def ranged_nodes(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> list[fx.Node]:
+        """The scalar activations with populations: each is represented on the range of its input
+        (one kept analog, ``layer_n`` = 0, computes f exactly on any input and needs no range)."""
         return [
             n
             for n in ann.graph.nodes
-            if n.op == "call_module" and isinstance(ann.get_submodule(n.target), ops.SCALAR_ACTIVATIONS)
+            if n.op == "call_module"
+            and isinstance(ann.get_submodule(n.target), ops.SCALAR_ACTIVATIONS)
+            and population_size(self.options, layer_names.get(n.name, n.name), n.name) > 0
         ]
 
 

@@ -8,10 +8,11 @@ percentile normalisation, folded into the weights):
   cycle d and fires once during cycle d + 1; the whole network is exact with respect to the
   ANN whose activations are clipped at λ and rounded to K levels, a(·) = λ·round(K·a/λ)/K
   (`convert2snn.graph.limits.quantized_ann`, checked in the tests), and the output is complete
-  after (depth + 1)·K steps (`SpikingModel.latency`). Max pooling is exact: of neuron outputs
-  as it is (the OR of single-spike codes is the code of the maximum), of any other current
-  (Conv → BN → MaxPool, a sum of branches) one cycle later (`CycleMaxPool`); residual Add /
-  Concat inputs of different depth are delayed by whole cycles (`CycleDelay`).
+  after (depth + 1)·K steps, a cycle more per max pooling of a general current
+  (`SpikingModel.latency`). Max pooling is exact: of neuron outputs as it is (the OR of
+  single-spike codes is the code of the maximum), of any other current (Conv → BN → MaxPool, a sum
+  of branches) one cycle later (`CycleMaxPool`); residual Add / Concat inputs of different depth
+  are delayed by whole cycles (`CycleDelay`).
 - ``"phase"``, phase coding with weighted spikes: ReLU → ``PhaseNode`` (oscillating threshold
   θ0·2^−(1 + t mod K)); everything else as every scheme does it (exact max pooling on time
   averages, membrane readout). Converges over cycles like rate coding, with fewer spikes.

@@ -94,6 +94,19 @@ def test_the_minimum_of_a_dipping_activation_is_its_lower_bound(activation):
     assert float(high) == pytest.approx(float(activation(z).max()), abs=1e-6)
 
 
+@pytest.mark.parametrize(
+    "activation", [nn.LeakyReLU(-0.3), nn.ELU(-0.5), nn.CELU(-0.7), nn.LeakyReLU(0.2), nn.ELU(1.0)], ids=repr
+)
+def test_bounds_of_activations_that_dip_for_some_parameters_are_sound(activation):
+    """A negative slope or alpha makes LeakyReLU / ELU / CELU fall, then rise: taking both ends as
+    the bounds (right for the usual parameters) would invert them."""
+    for lo, hi in ((-10.0, 1.0), (-1.0, 3.0), (0.5, 2.0), (-3.0, -1.0)):
+        z = torch.linspace(lo, hi, 100_001)
+        low, high = ops.spec(activation).bounds(activation, ((torch.tensor([lo]), torch.tensor([hi])),), {})
+        assert float(low) <= float(activation(z).min()) + 1e-6 and float(activation(z).max()) <= float(high) + 1e-6
+        assert float(low) == pytest.approx(float(activation(z).min()), abs=1e-4)  # tight, too
+
+
 def test_data_free_bounds_refuse_an_op_without_a_declaration():
     gm = fx.symbolic_trace(nn.Sequential(nn.Linear(4, 4), nn.PReLU(), nn.ReLU()))
     with pytest.raises(Exception) as err:

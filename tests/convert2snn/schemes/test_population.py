@@ -249,6 +249,23 @@ def test_a_piecewise_population_is_saved_loaded_and_made_analog_per_layer(tmp_pa
         _population(net, x, n=8, mismatch="threshold", strict=True)
 
 
+def test_an_analog_piecewise_layer_needs_no_range_and_narrow_ranges_convert():
+    """layer_n = 0 keeps f exact on any input (no clamp to a calibrated range in its reference), and a
+    percentile below 50 still gives low ≤ high; both were internal errors."""
+    net = _activation_net(nn.SiLU())
+    x = torch.rand(64, 6, generator=torch.Generator().manual_seed(2)) * 0.2  # a narrow input range
+    layer = next(k for k, v in _population(net, x, n=8).report.scales.items() if "low" in v)
+    analog = _population(net, x, n=8, layer_n={layer: 0})
+    assert not any("low" in v for v in analog.report.scales.values())
+    with torch.no_grad():
+        expected = net(x)
+    got = torch.as_tensor(analog.predict(x, 256))
+    assert torch.allclose(got, expected, atol=0.05 * float(expected.abs().max()))
+    low_percentile = _population(net, x, n=8, percentile=40.0)
+    ranges = [v for v in low_percentile.report.scales.values() if "low" in v]
+    assert ranges and all(r["low"] <= r["high"] for r in ranges)
+
+
 def test_without_calibration_data_the_input_range_is_a_sound_bound(mixed):
     net = _activation_net(nn.GELU())
     import warnings
