@@ -227,16 +227,24 @@ def inspect_layers(model: Any, progress: bool = True) -> list[LayerStatus]:
             proto = onnx.load(str(path))
         else:
             proto = load_onnx(model)
+    keras_layers = [entry["name"] for entry in bridge_metadata(proto).get("keras_layers", [])]
     rows: dict[str, LayerStatus] = {}
     for info in node_support(proto):
-        key = info.layer or info.name
+        # a Keras model's nodes that belong to no layer (tf2onnx's own layout ops) share one row
+        key = info.layer or (_NO_LAYER if keras_layers else info.name)
         row = rows.setdefault(key, LayerStatus(layer=key, op_types=[], supported=True))
         if info.op_type not in row.op_types:
             row.op_types.append(info.op_type)
         if not info.supported:
             row.supported = False
             row.reason = info.reason
-    return list(rows.values())
+    # in the Keras model's layer order (ONNX's order follows tf2onnx's rewrites: a BatchNormalization
+    # folded into the Conv before it may leave a Reshape that comes first)
+    order = {name: i for i, name in enumerate(keras_layers)}
+    return sorted(rows.values(), key=lambda r: order.get(r.layer, len(order)))
+
+
+_NO_LAYER = "(no Keras layer: tf2onnx's layout ops)"
 
 
 __all__ = ["to_torch", "to_onnx", "inspect_layers", "check_supported", "LayerStatus", "BridgeTimings"]

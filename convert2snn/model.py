@@ -407,10 +407,18 @@ class SpikingModel:
         os.close(fd)
         try:
             torch.save(payload, tmp)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600); a saved model is not
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 __all__ = ["SpikingModel", "EvaluationResult", "FORMAT_NAME", "FORMAT_VERSION"]

@@ -38,15 +38,15 @@ EPILOG = """\
 data files (.npz): either 'x' (and 'y' for labels) or the Keras layout 'x_train'/'y_train'/'x_test'/'y_test'.
 Calibration uses the train split ('x_train', else 'x'); evaluation the test split ('x_test'/'y_test',
 else 'x'/'y'); --split overrides. Inputs are in the original model's layout (NHWC for Keras);
---scale multiplies them (e.g. --scale 0.00392156862745098 for uint8 images), and a missing channel
-axis of size 1 is added when the model expects one.
+--scale multiplies them (--scale 1/255 for uint8 images: the SNN must see the range it was calibrated
+on), and a missing channel axis of size 1 is added when the model expects one.
 
 examples:
   convert2snn inspect model.keras
-  convert2snn convert model.keras -t rate --calibration mnist.npz --samples 1000 --scale 0.0039215686 -o snn.c2s
-  convert2snn convert model.keras -t temporal --period 8 --calibration mnist.npz --scale 0.0039215686 -o ttfs.c2s
-  convert2snn evaluate snn.c2s --data mnist.npz -T 8 16 32 64 --plot acc.png --json result.json
-  convert2snn sweep model.onnx --config sweep.json --data mnist.npz -o results/
+  convert2snn convert model.keras -t rate --calibration mnist.npz --samples 1000 --scale 1/255 -o snn.c2s
+  convert2snn convert model.keras -t temporal --period 8 --calibration mnist.npz --scale 1/255 -o ttfs.c2s
+  convert2snn evaluate snn.c2s --data mnist.npz --samples 1000 --scale 1/255 -T 8 16 32 --plot acc.png
+  convert2snn sweep model.onnx --config examples/sweep.yaml --data mnist.npz --scale 1/255 -o results/
 """
 
 
@@ -81,10 +81,11 @@ def cmd_inspect(args) -> int:
         print(f"{len(rows)} layer(s), 0 unsupported by the bridge")
         return _inspect_conversion(args)
     width = max([len("layer")] + [len(r.layer) for r in rows])
-    print(f"{'layer':<{width}}  {'ONNX ops':<28} status")
+    ops_width = max([len("ONNX ops")] + [len(", ".join(r.op_types)) for r in rows])
+    print(f"{'layer':<{width}}  {'ONNX ops':<{ops_width}}  status")
     for r in rows:
         status = "ok" if r.supported else f"UNSUPPORTED: {r.reason}"
-        print(f"{r.layer:<{width}}  {', '.join(r.op_types)[:28]:<28} {status}")
+        print(f"{r.layer:<{width}}  {', '.join(r.op_types):<{ops_width}}  {status}")
     print(f"{len(rows)} layer(s), {len(bad)} unsupported by the bridge")
     return 1 if bad else 0
 
@@ -110,9 +111,10 @@ def _inspect_conversion(args) -> int:
             if ops.op_name(op) not in kinds:
                 kinds.append(ops.op_name(op))
     width = max([len("layer")] + [len(layer) for layer in layers])
-    print(f"{'layer':<{width}}  {'ops (clean graph)':<28} {args.conversion_type}")
+    ops_width = max([len("ops (clean graph)")] + [len(", ".join(kinds)) for kinds in layers.values()])
+    print(f"{'layer':<{width}}  {'ops (clean graph)':<{ops_width}}  {args.conversion_type}")
     for layer, kinds in layers.items():
-        print(f"{layer:<{width}}  {', '.join(kinds)[:28]:<28} {problems.get(layer, 'ok')}")
+        print(f"{layer:<{width}}  {', '.join(kinds):<{ops_width}}  {problems.get(layer, 'ok')}")
     print(
         f"{len(layers)} layer(s); {sum(layer not in problems for layer in layers)} convert with "
         f"conversion_type={args.conversion_type!r}"
@@ -205,12 +207,8 @@ def _read_config(path: str) -> Any:
         raise CLIError(f"config file '{path}' does not exist")
     text = p.read_text()
     if p.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml  # noqa: PLC0415  (optional: only YAML configs need it)
-        except ImportError as exc:
-            raise CLIError(
-                f"'{path}' is YAML but pyyaml is not installed: pip install pyyaml, or write the config as JSON"
-            ) from exc
+        import yaml  # noqa: PLC0415  (only YAML configs need it)
+
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -263,6 +261,16 @@ def cmd_sweep(args) -> int:
 # -- parser --------------------------------------------------------------------------------------------
 
 
+def _factor(text: str) -> float:
+    """A number, or a fraction such as 1/255."""
+    numerator, _, denominator = text.partition("/")
+    try:
+        value = float(numerator) / (float(denominator) if denominator else 1.0)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction such as 1/255, got '{text}'") from None
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -311,7 +319,9 @@ def build_parser(option_flags: bool = True) -> argparse.ArgumentParser:
     data = argparse.ArgumentParser(add_help=False)
     data.add_argument("--split", choices=("train", "test"), help="which split of the .npz to read (default: see below)")
     data.add_argument("--samples", type=_positive_int, help="use only the first N samples")
-    data.add_argument("--scale", type=float, help="multiply the inputs by this factor (e.g. 1/255 for uint8 images)")
+    data.add_argument(
+        "--scale", type=_factor, help="multiply the inputs by this factor, a number or a fraction (1/255 for uint8)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="{inspect,convert,evaluate,sweep,export}", parser_class=_Parser)
     sub.required = True
 
@@ -391,8 +401,8 @@ def build_parser(option_flags: bool = True) -> argparse.ArgumentParser:
         help="convert with many settings and compare them",
         description="Bridge the model once, convert it with every configuration of the config file "
         "and evaluate each SNN on the test split. Writes results.csv, results.md, results.json, "
-        "accuracy_vs_T.png and pareto.png to the output directory. Config (JSON, or YAML if pyyaml "
-        'is installed): {"timesteps": [...], "energy": "fp32", "configs": [{"name": ..., '
+        "accuracy_vs_T.png and pareto.png to the output directory. Config (YAML or JSON; "
+        'shown as JSON): {"timesteps": [...], "energy": "fp32", "configs": [{"name": ..., '
         '"conversion_type": "rate", "percentile": 99.9, ...}, {"name": "search", "search": '
         '{"target_T": 16, "per_layer": true}}], "grid": {"percentile": [99.9, 100], '
         '"neuron": ["if", "lif"]}}.',

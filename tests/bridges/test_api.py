@@ -187,6 +187,29 @@ def test_keras_gru_is_refused_naming_the_layer(tmp_path):
 
 
 @pytest.mark.tf
+def test_inspect_lists_keras_layers_in_the_model_s_order(tmp_path):
+    """tf2onnx folds the BatchNormalization into the Conv before it and leaves a Reshape that came
+    first in ONNX order ("bn1 Reshape" before "conv1"); rows follow the Keras model instead."""
+    path = _build_keras(
+        tmp_path,
+        """
+        inp = keras.Input((8, 8, 1))
+        h = keras.layers.Conv2D(4, 3, use_bias=False, name="conv1")(inp)
+        h = keras.layers.BatchNormalization(name="bn1")(h)
+        h = keras.layers.ReLU(name="relu1")(h)
+        out = keras.layers.Dense(2, name="head")(keras.layers.Flatten(name="flatten")(h))
+        keras.Model(inp, out).save(sys.argv[1] + "/bn.keras")
+        print(sys.argv[1] + "/bn.keras")
+    """,
+    )
+    layers = [row.layer for row in bridges.inspect_layers(path, progress=False)]
+    named = [name for name in layers if not name.startswith("(")]
+    assert named == [name for name in ("conv1", "bn1", "relu1", "flatten", "head") if name in named]
+    assert {"relu1", "head"} <= set(named) and len(named) >= 4  # (tf2onnx may give the fused Conv to bn1)
+    assert not any("__" in name for name in layers)  # no tf2onnx node names (Transpose__28)
+
+
+@pytest.mark.tf
 def test_keras_child_errors_come_back_as_exceptions(tmp_path):
     """A file TensorFlow cannot load: the child's error is raised here, the caller keeps running."""
     path = tmp_path / "broken.keras"

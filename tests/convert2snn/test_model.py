@@ -1,6 +1,8 @@
 """SpikingModel API: consistency of evaluate/predict, save/load, counters, errors, SpikingJelly interop."""
 
 import copy
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -70,6 +72,15 @@ def test_save_load_is_bit_identical(snn, data, tmp_path):
     assert np.array_equal(snn.predict(data[1], timesteps=16), loaded.predict(data[1], timesteps=16))
     assert loaded.neuron_counts() == snn.neuron_counts()
     assert not list(tmp_path.glob("*.tmp"))  # atomic write leaves no temp file
+
+
+def test_a_saved_model_gets_the_umask_s_mode_not_a_private_one(snn, tmp_path):
+    old = os.umask(0o027)
+    try:
+        snn.save(tmp_path / "a.c2s")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.c2s").stat().st_mode) == 0o640  # 0666 & ~027; mkstemp alone gave 0600
 
 
 def test_load_refuses_other_versions_and_junk(snn, tmp_path):

@@ -67,6 +67,11 @@ def workdir(tmp_path_factory):
             }
         )
     )
+    # the README's sweep config is YAML: pyyaml is a dependency, so it works as installed
+    (d / "sweep.yaml").write_text(
+        "timesteps: [4, 16]\nconfigs:\n  - {name: max, percentile: 100}\n"
+        "grid:\n  percentile: [99.9]\n  neuron: [if, lif]\n"
+    )
     return d
 
 
@@ -125,7 +130,7 @@ def test_inspect_convert_evaluate_sweep(workdir):
     for png in ("acc.png", "layers.png", "raster.png"):
         assert (workdir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    r = run("sweep", "model.onnx", "--config", "sweep.json", "--data", "data.npz", "-o", "results", "-q", cwd=workdir)
+    r = run("sweep", "model.onnx", "--config", "sweep.yaml", "--data", "data.npz", "-o", "results", "-q", cwd=workdir)
     assert r.returncode == 0, r.stderr
     out = workdir / "results"
     for name in ("results.csv", "results.md", "results.json", "accuracy_vs_T.png", "pareto.png"):
@@ -370,3 +375,14 @@ def test_convert_help_lists_the_option_flags(capsys):
         main(["convert", "--help"])
     out = capsys.readouterr().out
     assert "--percentile" in out and "--period" in out and "--n " in out.replace("--n N", "--n ")
+
+
+def test_scale_takes_a_number_or_a_fraction(capsys):
+    from convert2snn.cli.main import build_parser
+
+    parser = build_parser(option_flags=False)
+    for text, value in (("1/255", 1 / 255), ("0.5", 0.5), ("2", 2.0)):
+        assert parser.parse_args(["evaluate", "s.c2s", "--data", "d.npz", "--scale", text]).scale == value
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "s.c2s", "--data", "d.npz", "--scale", "1/0"])
+    assert "expected a number or a fraction such as 1/255, got '1/0'" in capsys.readouterr().err
