@@ -5,7 +5,8 @@
 - `plot_raster`: spike trains of a few neurons per layer (`SpikingModel.spike_trains`);
 - `plot_pareto`: accuracy vs energy (or SOPs / spikes) for several configurations, with the Pareto front.
 
-Every function writes the file and returns its path.
+Every ``plot_*`` function writes the file and returns its path; ``*_figure`` returns the figure unwritten.
+Legends sit beside the axes, never over data; axis ranges follow the data with a margin.
 """
 
 from __future__ import annotations
@@ -44,15 +45,24 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_accuracy_vs_t(
-    results: EvaluationResult | Mapping[str, EvaluationResult],
-    path: str | os.PathLike,
-    *,
-    title: str = "SNN accuracy vs timesteps",
-) -> str:
-    """Accuracy (%) against T (log2 axis) for each result; the ANN's accuracy as a dashed line."""
+def _padded(values: list[float], margin: float = 0.08, least: float = 0.5) -> tuple[float, float]:
+    """An axis range around ``values``: their span plus ``margin`` of it (at least ``least``) each side."""
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    pad = max(least, margin * (high - low))
+    return low - pad, high + pad
+
+
+def _legend_outside(ax) -> None:
+    """The legend to the right of the axes, where it covers no data (``bbox_inches="tight"`` keeps it)."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+
+
+def accuracy_vs_t_figure(
+    results: EvaluationResult | Mapping[str, EvaluationResult], *, title: str = "SNN accuracy vs timesteps"
+) -> Figure:
+    """The figure of `plot_accuracy_vs_t`, not yet written."""
     res = _as_results(results)
-    fig = Figure(figsize=(7.5, 4.8))
+    fig = Figure(figsize=(8.5, 4.8))
     ax = fig.add_subplot()
     anns = sorted({round(r.ann_accuracy, 6) for r in res.values()})
     for (name, r), color in zip(res.items(), _colors(len(res))):
@@ -69,16 +79,24 @@ def plot_accuracy_vs_t(
     ax.set_xticklabels([str(t) for t in ts])
     ax.set_xlabel("timesteps T")
     ax.set_ylabel("accuracy (%)")
-    lowest = min(min(r.accuracy) for r in res.values())
-    top = max(anns) if anns else 1.0
-    ax.set_ylim(
-        max(0.0, 100 * min(lowest, top) - 5), min(100.5, 100 * max(top, max(max(r.accuracy) for r in res.values())) + 2)
-    )
+    values = [100 * a for r in res.values() for a in r.accuracy] + [100 * a for a in anns]
+    low, high = _padded(values, least=1.0)
+    ax.set_ylim(max(-1.0, low), min(101.0, high))
     samples = next(iter(res.values())).samples
     ax.set_title(f"{title}  ({samples} samples)" if samples else title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right", ncol=1 if len(res) < 8 else 2)
-    return _save(fig, path)
+    _legend_outside(ax)
+    return fig
+
+
+def plot_accuracy_vs_t(
+    results: EvaluationResult | Mapping[str, EvaluationResult],
+    path: str | os.PathLike,
+    *,
+    title: str = "SNN accuracy vs timesteps",
+) -> str:
+    """Accuracy (%) against T (log2 axis) for each result; the ANN's accuracy as a dashed line."""
+    return _save(accuracy_vs_t_figure(results, title=title), path)
 
 
 def plot_layers(
@@ -180,10 +198,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_pareto(
-    results: Mapping[str, EvaluationResult], path: str | os.PathLike, *, cost: str = "energy", title: str | None = None
-) -> str:
-    """Accuracy vs cost for every (configuration, T); ``cost``: "energy" (E_SNN/E_ANN), "sops" or "spikes"."""
+def pareto_figure(results: Mapping[str, EvaluationResult], *, cost: str = "energy", title: str | None = None) -> Figure:
+    """The figure of `plot_pareto`, not yet written."""
     res = _as_results(results)
     if cost == "energy" and not all(r.snn_energy_pj and r.ann_energy_pj for r in res.values()):
         cost = "spikes"
@@ -192,7 +208,8 @@ def plot_pareto(
         "sops": "synaptic operations per inference",
         "spikes": "spikes per neuron per inference",
     }[cost]
-    fig = Figure(figsize=(7.8, 5.0))
+    fig = Figure(figsize=(8.8, 5.0))
+    FigureCanvasAgg(fig)  # the labels are placed in display coordinates
     ax = fig.add_subplot()
     points, tags = [], []
     for (name, r), color in zip(res.items(), _colors(len(res))):
@@ -205,24 +222,60 @@ def plot_pareto(
     front = pareto_front(points)
     fx = [points[i][0] for i in front]
     fy = [points[i][1] for i in front]
-    ax.step(fx, fy, where="post", color="k", lw=1.0, ls="--", label="Pareto front")
+    ax.step(fx, fy, where="post", color="k", lw=2.2, alpha=0.35, label="Pareto front", zorder=1)
     ax.scatter(fx, fy, s=70, facecolors="none", edgecolors="k", zorder=5)
-    for i in front:
-        ax.annotate(f"T={tags[i]}", points[i], textcoords="offset points", xytext=(4, -10), fontsize=7)
     if cost == "energy":
         ax.axvline(1.0, color="0.4", ls=":", lw=1, label="ANN energy")
     anns = sorted({round(r.ann_accuracy, 6) for r in res.values()})
     if len(anns) == 1:
-        ax.axhline(100 * anns[0], color="0.25", ls="--", lw=1, label=f"ANN ({100 * anns[0]:.2f} %)")
+        ax.axhline(100 * anns[0], color="tab:red", ls="--", lw=1, label=f"ANN accuracy ({100 * anns[0]:.2f} %)")
     ax.set_xscale("log")
     ax.set_xlabel(label + " (log scale)")
     ax.set_ylabel("accuracy (%)")
-    top = max(max(r.accuracy) for r in res.values())
-    ax.set_ylim(max(0, 100 * top - 25), min(100.5, 100 * max(top, max(anns)) + 2))
+    low, high = _padded([p[1] for p in points] + [100 * a for a in anns], least=0.3)
+    ax.set_ylim(max(-1.0, low), min(101.0, high))
     ax.set_title(title or "accuracy vs cost (each point: one configuration at one T)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=1 if len(res) < 8 else 2)
-    return _save(fig, path)
+    _legend_outside(ax)
+    _label_without_overlap(ax, [points[i] for i in front], [f"T={tags[i]}" for i in front])
+    return fig
 
 
-__all__ = ["plot_accuracy_vs_t", "plot_layers", "plot_raster", "plot_pareto", "pareto_front"]
+def _label_without_overlap(ax, points: list[tuple[float, float]], texts: list[str]) -> None:
+    """Annotate each point beside it where its label overlaps no earlier label (four places are
+    tried); a point with no free place stays unlabelled rather than print over another."""
+    renderer = ax.figure.canvas.get_renderer()
+    placed = []
+    for point, text in zip(points, texts):
+        for offset in ((4, -11), (4, 5), (-6, 5), (-6, -11)):
+            label = ax.annotate(
+                text,
+                point,
+                textcoords="offset points",
+                xytext=offset,
+                fontsize=7,
+                ha="left" if offset[0] > 0 else "right",
+            )
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            label.remove()
+
+
+def plot_pareto(
+    results: Mapping[str, EvaluationResult], path: str | os.PathLike, *, cost: str = "energy", title: str | None = None
+) -> str:
+    """Accuracy vs cost for every (configuration, T); ``cost``: "energy" (E_SNN/E_ANN), "sops" or "spikes"."""
+    return _save(pareto_figure(results, cost=cost, title=title), path)
+
+
+__all__ = [
+    "plot_accuracy_vs_t",
+    "plot_layers",
+    "plot_raster",
+    "plot_pareto",
+    "pareto_front",
+    "accuracy_vs_t_figure",
+    "pareto_figure",
+]
