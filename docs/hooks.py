@@ -1,0 +1,27 @@
+"""MkDocs hook: the command-line reference is the parser's own help, rendered at build time."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+MARKER = "<!-- cli-help -->"
+VERBS = ("inspect", "convert", "evaluate", "sweep", "export")
+
+
+def _help(argv: list[str]) -> str:
+    from convert2snn.cli.main import main  # noqa: PLC0415  (only when a page asks for it)
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        main(argv)
+    return out.getvalue().rstrip()
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001  (MkDocs' hook signature)
+    """Replace the marker with ``convert2snn --help`` and each verb's help, as the installed CLI prints them."""
+    if MARKER not in markdown:
+        return markdown
+    parts = [f"## convert2snn\n\n```text\n{_help(['--help'])}\n```"]
+    parts += [f"## convert2snn {verb}\n\n```text\n{_help([verb, '--help'])}\n```" for verb in VERBS]
+    return markdown.replace(MARKER, "\n\n".join(parts))
