@@ -74,6 +74,8 @@ def onnx_input_shape(proto: onnx.ModelProto) -> tuple[int, ...]:
 
 @dataclass
 class BridgeTimings:
+    """Seconds of each bridge stage: the Keras export, the ONNX import (or torch trace), the clean-up."""
+
     export: float = 0.0
     import_onnx: float = 0.0
     canonicalize: float = 0.0

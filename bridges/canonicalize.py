@@ -46,6 +46,7 @@ class BridgeInfo:
         return x.permute(self.input_permutation).contiguous() if self.input_permutation else x
 
     def original_input_shape(self) -> tuple[int, ...]:
+        """The sample shape in the original model's layout (``input_shape`` with the permutation undone)."""
         if not self.input_permutation:
             return self.input_shape
         full = (0,) + tuple(self.input_shape)
@@ -53,6 +54,7 @@ class BridgeInfo:
         return tuple(full[i] for i in inverse)[1:]
 
     def as_dict(self) -> dict:
+        """The info as a JSON-serialisable dict (read back by `from_dict`)."""
         return {
             "source": self.source,
             "input_shape": list(self.input_shape),
@@ -65,6 +67,7 @@ class BridgeInfo:
 
     @classmethod
     def from_dict(cls, d: dict) -> BridgeInfo:
+        """A `BridgeInfo` rebuilt from the dict `as_dict` wrote."""
         return cls(
             source=d["source"],
             input_shape=tuple(d["input_shape"]),
@@ -77,6 +80,7 @@ class BridgeInfo:
 
 
 def example_inputs(input_shape: tuple[int, ...], seed: int = 0) -> list[tuple[torch.Tensor]]:
+    """Seeded standard-normal batches of ``input_shape`` samples, one 1-tuple per batch size in `BATCHES`."""
     gen = torch.Generator().manual_seed(seed)
     return [(torch.randn((b,) + tuple(input_shape), generator=gen),) for b in BATCHES]
 
@@ -189,6 +193,8 @@ def _flat(t: Any) -> list[torch.Tensor]:
 
 
 def max_relative_diff(a: Any, b: Any) -> float:
+    """The largest elementwise |a − b| over the tensors of two (nested) outputs, each relative to its
+    tensor's max |b| (floored at 1e-6)."""
     worst = 0.0
     for x, y in zip(_flat(a), _flat(b)):
         scale = max(float(y.abs().max()), 1e-6) if y.numel() else 1.0
@@ -301,4 +307,5 @@ def _get_attr(gm: fx.GraphModule, target: str) -> Any:
 
 
 def has_output_softmax(gm: fx.GraphModule) -> bool:
+    """Whether ``gm`` calls an `OutputSoftmax` (a softmax that ends the network)."""
     return any(n.op == "call_module" and isinstance(gm.get_submodule(n.target), OutputSoftmax) for n in gm.graph.nodes)

@@ -13,6 +13,7 @@ from .ops import CONV, CONV_TRANSPOSE
 
 
 def out_channels(layer: nn.Module) -> int:
+    """The number of output channels (``out_features`` for a Linear) of a Conv/ConvTranspose/Linear."""
     if isinstance(layer, nn.Linear):
         return layer.out_features
     return layer.out_channels

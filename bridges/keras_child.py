@@ -31,6 +31,7 @@ FAST_OPTIMIZERS = (
 
 
 def silence_tensorflow() -> None:
+    """Quieten TensorFlow's C++ logging, turn oneDNN off and hide the GPUs (env defaults, before TF loads)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     # The export needs no GPU; leaving it to TF would reserve device memory for nothing.
@@ -118,6 +119,8 @@ class _Clock:
 
 
 def export(request: dict) -> dict:
+    """Load the Keras model, export it with tf2onnx and save the ONNX file with the bridge metadata; the
+    reply: ``ok``, the Keras layer table and per-stage wall/CPU ``timings``."""
     silence_tensorflow()
     skip_optional_imports()
     clock = _Clock()
@@ -197,6 +200,8 @@ def export(request: dict) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    """The child's entry point: run the request in ``argv[1]`` and write the JSON reply (on failure: the error
+    and the Keras layer it concerns); returns the exit status, 0 on success."""
     request_path = argv[1]
     with open(request_path) as f:
         request = json.load(f)

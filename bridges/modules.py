@@ -22,9 +22,11 @@ class Reshape(nn.Module):
         self.shape = tuple(int(s) for s in shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` [B, ...] reshaped to [B, *shape]."""
         return x.reshape((x.shape[0],) + self.shape)
 
     def extra_repr(self) -> str:
+        """The target sample shape."""
         return f"shape={self.shape}"
 
 
@@ -38,9 +40,11 @@ class Permute(nn.Module):
         self.dims = tuple(int(d) for d in dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with its axes permuted by ``dims``."""
         return x.permute(self.dims)
 
     def extra_repr(self) -> str:
+        """The permutation, batch axis included."""
         return f"dims={self.dims}"
 
 
@@ -57,6 +61,7 @@ class Affine(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().clone().float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x * scale + bias`` (either term skipped when None); same shape as ``x``."""
         if self.scale is not None:
             x = x * self.scale
         if self.bias is not None:
@@ -80,12 +85,14 @@ class Slice(nn.Module):
         self.steps = tuple(int(v) for v in steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` sliced by ``start:stop:step`` on each of ``dims``."""
         index: list[slice] = [slice(None)] * x.dim()
         for dim, start, stop, step in zip(self.dims, self.starts, self.stops, self.steps):
             index[dim] = slice(start, stop, step)
         return x[tuple(index)]
 
     def extra_repr(self) -> str:
+        """One ``dim d: start:stop:step`` per sliced axis."""
         return ", ".join(f"dim {d}: {a}:{b}:{c}" for d, a, b, c in zip(self.dims, self.starts, self.stops, self.steps))
 
 
@@ -98,9 +105,11 @@ class Pad(nn.Module):
         self.value = float(value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded with ``value`` by ``pads`` (negative widths crop)."""
         return F.pad(x, self.pads, mode="constant", value=self.value)
 
     def extra_repr(self) -> str:
+        """The pads (``F.pad`` order) and the fill value."""
         return f"pads={self.pads}, value={self.value}"
 
 
@@ -126,4 +135,5 @@ class ConstantTensor(nn.Module):
         self.register_buffer("value", value.detach().clone())
 
     def forward(self) -> torch.Tensor:
+        """The stored constant (takes no input)."""
         return self.value

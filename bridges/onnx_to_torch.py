@@ -46,6 +46,8 @@ _HINTS = {
 
 @dataclass
 class OnnxNodeInfo:
+    """One ONNX node: its name, op type, Keras layer (when known) and whether a converter exists (and why not)."""
+
     name: str
     op_type: str
     layer: str | None

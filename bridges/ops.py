@@ -141,6 +141,7 @@ def module_classes() -> dict[str, type]:
 
 
 def function_named(name: str) -> Callable | None:
+    """The declared function whose model-file name is ``name``; None when there is none."""
     return _FUNCTIONS_BY_NAME.get(name)
 
 

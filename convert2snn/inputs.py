@@ -110,9 +110,11 @@ class InputRange:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> InputRange | None:
+        """The range stored in a report (`as_dict`), or None for models saved without one."""
         return cls(**d) if d else None
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (kept in `ConversionReport.calibration_inputs`)."""
         return asdict(self)
 
     def __str__(self) -> str:

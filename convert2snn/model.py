@@ -83,6 +83,7 @@ class SpikingModel:
 
     @property
     def conversion_type(self) -> str:
+        """The conversion type that built this model: "rate", "population" or "temporal"."""
         return self.scheme.name
 
     # -- structure ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ class ConversionReport:
     calibration_inputs: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The report as a JSON-ready dict (saved with the model; `ConversionReport(**d)` reads it back)."""
         return {
             "conversion_type": self.conversion_type,
             "options": self.options,

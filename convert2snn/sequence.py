@@ -66,6 +66,8 @@ class SeqModule(nn.Module, StepModule):
         self.step_mode = "m"
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Input [T, B, ...] → [T, B, ...]: the module on time folded into the batch; a time-constant input runs
+        one step (one sample when the samples are constant too) and is expanded back."""
         steps = x_seq.shape[0]
         if is_time_constant(x_seq):
             step = x_seq[0]
@@ -86,6 +88,7 @@ class SeqAdd(nn.Module, StepModule):
         self.step_mode = "m"
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a + sign·b`` for sequences [T, B, ...] (time-constant, without copies, when both inputs are)."""
         steps = max(a.shape[0], b.shape[0])
         if is_time_constant(a) and is_time_constant(b):
             return constant_sequence(a[0] + self.sign * b[0], steps)
@@ -101,6 +104,8 @@ class SeqCat(nn.Module, StepModule):
         self.step_mode = "m"
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        """The sequences [T, B, ...] concatenated along per-sample axis ``dim`` (time-constant ones expanded to T;
+        the result is time-constant when all inputs are)."""
         steps = max(x.shape[0] for x in xs)
         if all(is_time_constant(x) for x in xs):
             return constant_sequence(torch.cat([x[0] for x in xs], dim=self.dim), steps)

@@ -61,6 +61,8 @@ class SpikeRecord:
 
 @dataclass
 class SimulationResult:
+    """What `simulate` returns: the readout after each requested T (T → [N, C]), the spike record, the sample count."""
+
     outputs: dict[int, np.ndarray]  # T → [N, C] readout after T steps
     spikes: SpikeRecord
     samples: int

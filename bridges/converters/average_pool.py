@@ -65,4 +65,6 @@ def _convert(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
 @replace_converter(operation_type="AveragePool", version=10)
 @replace_converter(operation_type="AveragePool", version=11)
 def average_pool(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    """ONNX AveragePool with asymmetric pads → ``Pad → AvgPool`` (+ an `Affine` divisor correction unless
+    ``count_include_pad``); other AveragePools go to onnx2torch's own converter."""
     return _convert(node, graph)

@@ -60,4 +60,5 @@ def _convert(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
 @replace_converter(operation_type="ConvTranspose", version=1)
 @replace_converter(operation_type="ConvTranspose", version=11)
 def conv_transpose(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    """ONNX ConvTranspose → ``nn.ConvTranspose*d`` (padding 0 and a cropping `Pad` when pads are asymmetric)."""
     return _convert(node, graph)

@@ -11,6 +11,7 @@ from torch import nn
 
 @add_converter(operation_type="Gelu", version=20)
 def gelu(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    """ONNX Gelu → ``nn.GELU`` with the same ``approximate`` mode ('none' or 'tanh')."""
     approximate = node.attributes.get("approximate", "none")
     if isinstance(approximate, bytes):
         approximate = approximate.decode()

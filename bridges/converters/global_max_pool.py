@@ -13,6 +13,7 @@ _ADAPTIVE_MAX = {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.Adaptiv
 
 @add_converter(operation_type="GlobalMaxPool", version=1)
 def global_max_pool(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    """ONNX GlobalMaxPool on a rank-3 to rank-5 input → ``nn.AdaptiveMaxPool*d(1)``."""
     info = graph.value_info.get(node.input_values[0])
     rank = len(info.type.tensor_type.shape.dim) if info is not None else 0
     if rank not in (3, 4, 5):

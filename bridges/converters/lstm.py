@@ -88,6 +88,7 @@ class LSTM(nn.Module):
         initial_h: torch.Tensor | None = None,
         initial_c: torch.Tensor | None = None,
     ):
+        """``(Y, Y_h, Y_c)``: the LSTM over ``x`` in every direction, in the ONNX shapes of ``layout`` (see class)."""
         if self.layout == 1:
             x = x.transpose(0, 1)
             initial_h = None if initial_h is None else initial_h.transpose(0, 1)
@@ -118,6 +119,7 @@ class LSTM(nn.Module):
 @add_converter(operation_type="LSTM", version=7)
 @add_converter(operation_type="LSTM", version=14)
 def lstm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    """ONNX LSTM with constant W, R, B, P → `LSTM`; clip, input_forget and other gate activations are refused."""
     attrs = node.attributes
     name = node.name
     if attrs.get("clip") is not None:

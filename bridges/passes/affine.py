@@ -187,6 +187,7 @@ def fold_affine(ctx: PassContext, node: fx.Node) -> bool:
 
 @rule(OnnxConcat)
 def canonical_concat(ctx: PassContext, node: fx.Node) -> bool:
+    """onnx2torch's Concat of non-constant inputs → ``torch.cat`` on the equivalent non-negative axis."""
     if any(not isinstance(a, fx.Node) or ctx.is_constant(a) for a in node.args):
         return False
     axis = ctx.module(node).axis
@@ -198,6 +199,7 @@ def canonical_concat(ctx: PassContext, node: fx.Node) -> bool:
 
 @rule(OnnxSum)
 def canonical_sum(ctx: PassContext, node: fx.Node) -> bool:
+    """onnx2torch's Sum of two or more non-constant inputs → a chain of ``operator.add``."""
     args = list(node.args)
     if len(args) < 2 or any(not isinstance(a, fx.Node) or ctx.is_constant(a) for a in args):
         return False

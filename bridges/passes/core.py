@@ -59,6 +59,8 @@ def op_key(gm: fx.GraphModule, node: fx.Node) -> Any:
 
 
 def rules_for(key: Any) -> list[RuleFn]:
+    """The rules registered for ``key`` in run order (for a class: its own and its bases'; for a function
+    of an unimported package: those under its "module.qualname")."""
     if isinstance(key, type):
         found = []
         for cls in key.__mro__:
@@ -87,16 +89,20 @@ class PassContext:
 
     # -- recorded values -------------------------------------------------------------
     def record(self) -> None:
+        """Run the graph on every example input, keeping each node's value, and note the constant nodes."""
         self.values = [_record_values(self.gm, inputs) for inputs in self.example_inputs]
         self._constants = _constant_nodes(self.gm.graph)
 
     def value(self, node: fx.Node, run: int = 0) -> Any:
+        """The value ``node`` had in recording run ``run`` (None if it was not recorded)."""
         return self.values[run].get(node)
 
     def has_values(self, node: fx.Node) -> bool:
+        """Whether ``node`` was recorded in every run (False for nodes created since the last `record`)."""
         return all(node in v for v in self.values)
 
     def shape(self, node: fx.Node, run: int = 0) -> tuple[int, ...] | None:
+        """The recorded shape of ``node`` in run ``run`` (batch axis included); None for a non-tensor."""
         v = self.value(node, run)
         return tuple(v.shape) if isinstance(v, torch.Tensor) else None
 
@@ -106,9 +112,11 @@ class PassContext:
 
     @property
     def constants(self) -> set[fx.Node]:
+        """The nodes whose values do not depend on the graph inputs (as of the last `record`)."""
         return getattr(self, "_constants", None) or _constant_nodes(self.gm.graph)
 
     def constant_value(self, node: Any) -> torch.Tensor | None:
+        """A constant operand as a tensor: a constant node's recorded value, or a Python number; else None."""
         if isinstance(node, fx.Node):
             if not self.is_constant(node):
                 return None
@@ -120,9 +128,11 @@ class PassContext:
 
     # -- editing ---------------------------------------------------------------------
     def module(self, node: fx.Node) -> nn.Module:
+        """The submodule a ``call_module`` node calls."""
         return self.gm.get_submodule(node.target)
 
     def fresh_name(self, base: str) -> str:
+        """An unused attribute name on ``gm`` made from ``base`` (sanitised, numbered if taken)."""
         base = "".join(c if c.isalnum() or c == "_" else "_" for c in base).strip("_") or "m"
         if base[0].isdigit():
             base = "m_" + base
@@ -133,6 +143,7 @@ class PassContext:
         return name
 
     def source_of(self, node: fx.Node) -> str:
+        """The original op / layer name ``node`` comes from."""
         return self.sources.get(node.name, str(node.target) if node.op == "call_module" else node.name)
 
     def insert_module(
@@ -155,6 +166,7 @@ class PassContext:
     def insert_function(
         self, anchor: fx.Node, fn: Callable, args: tuple, kwargs: dict | None = None, source_from: fx.Node | None = None
     ) -> fx.Node:
+        """Add a call ``fn(*args, **kwargs)`` right after ``anchor``; return the new node."""
         src = source_from if source_from is not None else anchor
         with self.gm.graph.inserting_after(anchor):
             new = self.gm.graph.call_function(fn, args, kwargs or {})
@@ -169,6 +181,7 @@ class PassContext:
         self.gm.graph.erase_node(old)
 
     def replace_with_module(self, old: fx.Node, module: nn.Module, args: tuple, name: str | None = None) -> fx.Node:
+        """Replace ``old`` by a call to ``module`` on ``args`` (keeping ``old``'s source); return the new node."""
         new = self.insert_module(old, module, args, name=name, source_from=old)
         self.replace(old, new)
         return new
@@ -207,11 +220,13 @@ def _record_values(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> dict
 
 
 def single_user(node: fx.Node) -> fx.Node | None:
+    """The only user of ``node``, or None when it has none or several."""
     us = list(node.users)
     return us[0] if len(us) == 1 else None
 
 
 def is_output(node: fx.Node) -> bool:
+    """Whether ``node`` feeds the graph's output node directly."""
     return any(u.op == "output" for u in node.users)
 
 

@@ -44,6 +44,7 @@ _ACTIVATION_FUNCTIONS = {
 
 @rule(*_ACTIVATION_FUNCTIONS)
 def activation_function_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """F.relu, torch.sigmoid, ``x.tanh()``, … on one argument → the matching activation module."""
     if len(node.args) != 1:
         return False
     module = _ACTIVATION_FUNCTIONS[node.target]()
@@ -135,6 +136,7 @@ def _clip_module(lo: float | None, hi: float | None) -> nn.Module | None:
 
 @rule(OnnxClip)
 def onnx_clip_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """onnx2torch's Clip → nn.ReLU ([0, ∞)), nn.ReLU6 ([0, 6]) or nn.Hardtanh (finite bounds); other clips stay."""
     mod = ctx.module(node)
     lo, hi = mod.min_val, mod.max_val
     new = _clip_module(
@@ -148,6 +150,7 @@ def onnx_clip_to_module(ctx: PassContext, node: fx.Node) -> bool:
 
 @rule(torch.clamp, torch.clip, "clamp", "clip", F.hardtanh)
 def clamp_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """torch.clamp / clip / F.hardtanh with constant bounds → nn.ReLU, nn.ReLU6 or nn.Hardtanh (as for Clip)."""
     if node.target is F.hardtanh:
         lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", -1.0)
         hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max_val", 1.0)
@@ -249,6 +252,7 @@ def mark_output_softmax(ctx: PassContext, node: fx.Node) -> bool:
 # -- pooling -----------------------------------------------------------------------------
 @rule(OnnxGlobalAveragePool, OnnxGlobalAveragePoolWithKnownInputShape)
 def global_average_pool(ctx: PassContext, node: fx.Node) -> bool:
+    """onnx2torch's GlobalAveragePool → ``nn.AdaptiveAvgPool*d(1)``."""
     rank = len(ctx.shape(node)) - 2
     ctx.replace_with_module(node, _ADAPTIVE_AVG[rank](1), (node.args[0],), name="global_avgpool")
     return True
@@ -281,6 +285,7 @@ def onnx_reduce_to_pool(ctx: PassContext, node: fx.Node) -> bool:
 
 @rule(torch.mean, "mean", torch.amax, "amax")
 def torch_reduce_to_pool(ctx: PassContext, node: fx.Node) -> bool:
+    """torch.mean / amax over all spatial axes → adaptive average / max pooling (+ nn.Flatten without keepdim)."""
     axes = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
     keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
     table = _ADAPTIVE_AVG if node.target in (torch.mean, "mean") else _ADAPTIVE_MAX
@@ -303,6 +308,7 @@ _POOL_FUNCTIONS = {
 
 @rule(*_POOL_FUNCTIONS)
 def pool_function_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, … with constant arguments → the pooling module."""
     if any(isinstance(a, fx.Node) for a in list(node.args[1:]) + list(node.kwargs.values())):
         return False
     try:
@@ -316,6 +322,7 @@ def pool_function_to_module(ctx: PassContext, node: fx.Node) -> bool:
 # -- padding -----------------------------------------------------------------------------
 @rule(OnnxPadStatic)
 def onnx_pad_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """onnx2torch's static Pad in constant mode → `Pad`."""
     mod = ctx.module(node)
     if mod.mode != "constant":
         return False
@@ -343,6 +350,7 @@ def onnx_pad_dynamic_to_module(ctx: PassContext, node: fx.Node) -> bool:
 
 @rule(nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)
 def torch_pad_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """nn.ZeroPad*d / nn.ConstantPad*d → `Pad`."""
     mod = ctx.module(node)
     ctx.replace_with_module(node, Pad(tuple(mod.padding), getattr(mod, "value", 0.0)), (node.args[0],), name="pad")
     return True

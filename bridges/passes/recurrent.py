@@ -33,6 +33,7 @@ _INITIAL_STATES = {"initial_h": 2, "initial_c": 3}  # keyword → positional ind
 
 @rule(OnnxFunction)
 def onnx_tanh_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """onnx2torch's OnnxFunction wrapping torch.tanh (one argument) → nn.Tanh."""
     if ctx.module(node).function is not torch.tanh or len(node.args) != 1:
         return False
     ctx.replace_with_module(node, nn.Tanh(), (node.args[0],), name="tanh")

@@ -115,6 +115,8 @@ def drop_stochastic_depth(ctx: PassContext, node: fx.Node) -> bool:
 
 @rule(OnnxTranspose, "permute", torch.permute, Permute)
 def canonical_permute(ctx: PassContext, node: fx.Node) -> bool:
+    """Transpose / permute keeping the batch axis first → `Permute` (identities dropped, two in a row
+    composed, a ``Permute → Flatten → Linear`` folded into the Linear's columns)."""
     x = node.args[0]
     if not isinstance(x, fx.Node) or ctx.is_constant(x):
         return False
@@ -177,6 +179,7 @@ def _absorb_permute_into_linear(ctx: PassContext, node: fx.Node) -> bool:
 
 @rule(OnnxCast)
 def drop_identity_cast(ctx: PassContext, node: fx.Node) -> bool:
+    """A Cast to the dtype its input already has → that input."""
     x = node.args[0]
     if not isinstance(x, fx.Node) or ctx.is_constant(x):
         return False

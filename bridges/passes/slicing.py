@@ -131,6 +131,7 @@ def _replace(ctx: PassContext, node: fx.Node, data: fx.Node, module: Slice | Non
 
 @rule(OnnxSlice, OnnxSliceV9, torch.narrow, "narrow")
 def slice_to_module(ctx: PassContext, node: fx.Node) -> bool:
+    """ONNX Slice / torch.narrow → `Slice` (dropped when it keeps everything), read off an index probe."""
     data = node.args[0] if node.args else None
     if not isinstance(data, fx.Node) or ctx.is_constant(data):
         return False

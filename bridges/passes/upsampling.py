@@ -42,6 +42,8 @@ def _factors(src: tuple[int, ...], dst: tuple[int, ...]) -> tuple[int, ...] | No
 
 @rule(OnnxTile, OnnxExpand)
 def tile_chain_to_upsample(ctx: PassContext, node: fx.Node) -> bool:
+    """A Tile/Expand chain of shape ops that repeats each pixel → ``nn.Upsample(nearest)`` (+ `Permute` when it
+    ends channels-last), checked against the chain's recorded values."""
     if not _chain_op(ctx, node):
         return False
     start = node

@@ -33,6 +33,7 @@ def info(args: argparse.Namespace, message: str) -> None:
 
 # -- data ----------------------------------------------------------------------------------------------
 def load_npz(path: str) -> dict[str, Any]:
+    """Every array of an .npz file, with a one-line `CLIError` for a missing, unreadable or junk file."""
     p = Path(path)
     if not p.exists():
         raise CLIError(f"data file '{path}' does not exist")
@@ -117,10 +118,12 @@ def split_data(
 
 # -- models --------------------------------------------------------------------------------------------
 def is_snn_file(path: str) -> bool:
+    """Whether ``path`` names a converted SNN (.c2s, or .pt / .pth as written by `SpikingModel.save`)."""
     return Path(path).suffix.lower() in (".c2s", ".pt", ".pth")
 
 
 def check_model_path(path: str) -> None:
+    """A `CLIError` when the model file does not exist (checked before anything heavy is imported)."""
     if not Path(path).exists():
         raise CLIError(f"model file '{path}' does not exist")
 

@@ -59,6 +59,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def cmd_inspect(args) -> int:
+    """``inspect``: the layers of a model (bridge support, or with -t a conversion type's verdict) or of a .c2s."""
     check_model_path(args.model)  # before the heavy imports: a typo fails at once
     import bridges  # noqa: PLC0415  (heavy imports only when a verb runs)
 
@@ -129,6 +130,7 @@ def _inspect_conversion(args) -> int:
 
 
 def cmd_convert(args) -> int:
+    """``convert``: bridge, calibrate and build an SNN from the model and the calibration split; save it."""
     check_model_path(args.model)  # before the heavy imports: a typo fails at once
     from .. import schemes, stages  # noqa: PLC0415
 
@@ -155,6 +157,7 @@ def cmd_convert(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """``evaluate``: simulate a .c2s on the test split; print the metrics, write JSON / CSV / plots if asked."""
     check_model_path(args.snn)  # before the heavy imports: a typo fails at once
     from .. import distributed, stages  # noqa: PLC0415
 
@@ -220,6 +223,7 @@ def _read_config(path: str) -> Any:
 
 
 def cmd_sweep(args) -> int:
+    """``sweep``: convert the model with every configuration of the config file and compare them."""
     check_model_path(args.model)  # before the heavy imports: a typo fails at once
     from .. import stages  # noqa: PLC0415
     from ..tools.sweep import bridge_once, sweep  # noqa: PLC0415
@@ -282,6 +286,7 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_export(args) -> int:
+    """``export``: write a converted SNN as a NIR graph."""
     check_model_path(args.snn)  # before the heavy imports: a typo fails at once
     from .. import stages  # noqa: PLC0415
 
@@ -451,6 +456,7 @@ def _conversion_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line: parse ``argv`` (default sys.argv), run the verb; exit status 0, 1 (unsupported) or 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)  # flags before the verb take no values
     parser = build_parser(option_flags=False)

@@ -30,6 +30,7 @@ class EnergyModel:
     e_ac_pj: float
 
     def as_dict(self) -> dict[str, Any]:
+        """The model as a JSON-ready dict (name and both energies in pJ)."""
         return {"name": self.name, "e_mac_pj": self.e_mac_pj, "e_ac_pj": self.e_ac_pj}
 
 
@@ -80,6 +81,7 @@ def snn_energy_pj(sops: float, input_macs: float, model: EnergyModel) -> float:
 
 
 def ann_energy_pj(macs: float, model: EnergyModel) -> float:
+    """Energy of one ANN inference in pJ: every MAC at ``e_mac_pj``."""
     return macs * model.e_mac_pj
 
 

@@ -67,6 +67,7 @@ class EvaluationResult:
     layer_correlation: dict[str, list[float | None]] = field(default_factory=dict)
 
     def accuracy_at(self, t: int) -> float:
+        """The SNN accuracy at the requested timestep ``t`` (ValueError if ``t`` was not evaluated)."""
         return self.accuracy[self.timesteps.index(t)]
 
     def with_energy(self, spec: Any) -> EvaluationResult:
@@ -84,6 +85,7 @@ class EvaluationResult:
         return [e / self.ann_energy_pj if self.ann_energy_pj else None for e in self.snn_energy_pj]
 
     def as_dict(self) -> dict[str, Any]:
+        """Every field, plus the derived ``energy_ratio``, as a JSON-ready dict."""
         return {
             "timesteps": self.timesteps,
             "accuracy": self.accuracy,
@@ -107,10 +109,12 @@ class EvaluationResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvaluationResult:
+        """A result rebuilt from `as_dict`'s output (keys that are not fields, e.g. ``energy_ratio``, are ignored)."""
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The result as indented JSON, also written to ``path`` when given."""
         text = json.dumps(self.as_dict(), indent=2)
         if path is not None:
             Path(path).write_text(text)

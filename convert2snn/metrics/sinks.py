@@ -78,12 +78,14 @@ class SampleCounts:
     """
 
     def begin_batch(self, x: torch.Tensor) -> None:
+        """Called with each batch's input ``x`` (the ANN's layout) before its counts arrive; nothing here."""
         pass
 
     def update(self, layer: str, t: int, counts: torch.Tensor) -> None:
         """``counts``: [B, neurons] spikes of each sample's neurons in steps 1..t."""
 
     def end_batch(self) -> None:
+        """Called after a batch's last counts; nothing here."""
         pass
 
     def state(self) -> Any:
@@ -101,6 +103,7 @@ class Histogram(SampleCounts):
         self.counts: dict[str, np.ndarray] = {}
 
     def update(self, layer: str, t: int, counts: torch.Tensor) -> None:
+        """Add every (sample, neuron) count in ``counts`` to ``layer``'s histogram (bin k: pairs with k spikes)."""
         hist = torch.bincount(counts.round().long().reshape(-1).cpu()).numpy()
         old = self.counts.get(layer, np.zeros(0, dtype=np.int64))
         size = max(old.size, hist.size)
@@ -110,9 +113,11 @@ class Histogram(SampleCounts):
         self.counts[layer] = merged
 
     def state(self) -> dict[str, np.ndarray]:
+        """The per-layer histograms: layer → int64 array of pair counts per spike count."""
         return self.counts
 
     def merge_states(self, states: list[dict[str, np.ndarray]]) -> None:
+        """Replace the histograms with the bin-wise sum of every process's ``state()``."""
         self.counts = {}
         for counts in states:
             for layer, hist in counts.items():
@@ -135,6 +140,7 @@ class Correlation(SampleCounts):
 
     @torch.no_grad()
     def begin_batch(self, x: torch.Tensor) -> None:
+        """Run the ANN on ``x`` and keep each paired node's activations, [B, neurons], by neuron layer."""
         wanted = {node for node, _ in self.pairs.values()}
         captured: dict[str, torch.Tensor] = {}
 
@@ -149,6 +155,10 @@ class Correlation(SampleCounts):
         self.activations = {layer: captured[node] for layer, (node, _) in self.pairs.items() if node in captured}
 
     def update(self, layer: str, t: int, counts: torch.Tensor) -> None:
+        """Add ``layer``'s decoded rates (counts / t · λ) against its ANN activations to the (layer, t) moments.
+
+        Skipped for a layer without captured activations or whose activations differ in shape from ``counts``.
+        """
         if layer not in self.activations:
             return
         ann = self.activations[layer]
@@ -158,15 +168,18 @@ class Correlation(SampleCounts):
         self.moments.setdefault((layer, t), Moments()).update(counts.float() / t * lam, ann)
 
     def state(self) -> dict[tuple[str, int], Moments]:
+        """The (layer, T) → `Moments` map, to merge with other processes'."""
         return self.moments
 
     def merge_states(self, states: list[dict[tuple[str, int], Moments]]) -> None:
+        """Replace the moments with the merge of every process's ``state()``."""
         self.moments = {}
         for moments in states:
             for key, m in moments.items():
                 self.moments.setdefault(key, Moments()).merge(m)
 
     def result(self, layers: Iterable[str], timesteps: list[int]) -> dict[str, list[float | None]]:
+        """Layer → Pearson r at each of ``timesteps`` (None where undefined) for the paired layers among ``layers``."""
         out = {}
         for layer in layers:
             if layer in self.pairs:

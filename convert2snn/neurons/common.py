@@ -26,12 +26,16 @@ class SpikingMaxPool(SpikeRouter, base.MemoryModule):
         self.register_memory("pooled_sum", 0.0)
 
     def routing_module(self) -> nn.Module:
+        """The wrapped pooling module (where each input element's spikes go)."""
         return self.pool
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: input [B, ...] → pooled spikes [B, ...] (a one-step `multi_step_forward`)."""
         return self.multi_step_forward(x.unsqueeze(0))[0]
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Input [T, B, ...] → output [T, B, ...]: the step-to-step increase of the pooled running input sum
+        (state carries over between calls)."""
         steps, batch = x_seq.shape[:2]
         if isinstance(self.input_sum, float):
             self.input_sum = torch.zeros_like(x_seq[0])
@@ -65,9 +69,11 @@ class MembraneReadout(Readout, base.MemoryModule):
         self.register_memory("t", 0)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: input current [B, ...] → running mean [B, ...] (a one-step `multi_step_forward`)."""
         return self.multi_step_forward(x.unsqueeze(0))[0]
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Input currents [T, B, ...] → [T, B, ...]: at each step the mean of every input since the last reset."""
         steps = x_seq.shape[0]
         running = torch.cumsum(x_seq, dim=0) + self.v
         counts = torch.arange(self.t + 1, self.t + steps + 1, device=x_seq.device, dtype=x_seq.dtype)

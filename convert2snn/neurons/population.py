@@ -129,6 +129,7 @@ class PopulationIFNode(SpikingNode, BaseNode):
 
     @property
     def mismatch(self) -> str:
+        """``"threshold"`` when the neurons' thresholds differ (or are set per unit), else ``"dither"``."""
         return (
             "threshold"
             if self.thresholds.dim() > 1 or bool((self.thresholds != self.thresholds[0]).any())
@@ -136,6 +137,7 @@ class PopulationIFNode(SpikingNode, BaseNode):
         )
 
     def extra_repr(self) -> str:
+        """Population size, mismatch model and step mode."""
         return f"n={self.n}, mismatch={self.mismatch}, step_mode={self.step_mode}"
 
     def limit(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +145,7 @@ class PopulationIFNode(SpikingNode, BaseNode):
         return (x.unsqueeze(-1) / self.thresholds).clamp(0.0, 1.0).mean(-1)
 
     def spike_count(self, output: torch.Tensor) -> torch.Tensor:
+        """Spikes per output element: the fraction fired times n, round(|output|·n)."""
         return torch.round(output.abs() * self.n)
 
     def limit_module(self) -> nn.Module:
@@ -150,6 +153,8 @@ class PopulationIFNode(SpikingNode, BaseNode):
         return SeqModule(nn.Hardtanh(0.0, 1.0))
 
     def materialize_states(self, inputs, states, step_mode):
+        """The membrane v [B, *units, n] for this input: a fresh one filled with ``v_init`` (in the input's memory
+        order) when missing or of another shape, else ``v`` moved to the input's dtype and device."""
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         shape = tuple(x.shape) + (self.n,)
         v = states[0]
@@ -161,12 +166,16 @@ class PopulationIFNode(SpikingNode, BaseNode):
         return (v, *states[1:])
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
+        """One step on input [B, *units]: every neuron integrates the input, fires where v ≥ θ_j (surrogate
+        spike) and is reset by subtraction; output the fraction fired, [B, *units]."""
         v = states[0] + inputs[0].unsqueeze(-1)
         spike = self.surrogate_function(v - self.thresholds)
         reset = spike.detach() if self.detach_reset else spike
         return (spike.mean(-1),), (v - reset * self.thresholds, *states[1:])
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
+        """Input [T, B, *units] → fractions fired [T, B, *units], by a kernel or the torch loop (the membrane
+        is updated in place); SpikingJelly's per-step autograd path when gradients are needed."""
         x_seq = inputs[0]
         if torch.is_grad_enabled() and (x_seq.requires_grad or self.training):
             return super().multi_step_functional_forward(inputs, states, **kwargs)
@@ -246,9 +255,11 @@ class PopulationActivationNode(SpikingNode, BaseNode):
 
     @property
     def mismatch(self) -> str:
+        """``"dither"`` (moving quantile thresholds) when no static thresholds are stored, else ``"threshold"``."""
         return "dither" if self.thresholds is None else "threshold"
 
     def extra_repr(self) -> str:
+        """Activation kind, population size, mismatch model, ``integrate`` and step mode."""
         return (
             f"kind={self.kind}, n={self.n}, mismatch={self.mismatch}, integrate={self.integrate}, "
             f"step_mode={self.step_mode}"
@@ -268,9 +279,11 @@ class PopulationActivationNode(SpikingNode, BaseNode):
         return torch.log(q) - torch.log1p(-q) if self.kind == "sigmoid" else torch.atanh(q)
 
     def analog(self) -> nn.Module:
+        """The exact activation the population represents: nn.Sigmoid or nn.Tanh."""
         return nn.Sigmoid() if self.kind == "sigmoid" else nn.Tanh()
 
     def spike_count(self, output: torch.Tensor) -> torch.Tensor:
+        """Spikes per output element: the fraction fired times n, round(|output|·n) (signed neurons count once)."""
         return torch.round(output.abs() * self.n)
 
     def limit_module(self) -> nn.Module:
@@ -287,6 +300,8 @@ class PopulationActivationNode(SpikingNode, BaseNode):
         return self.quantile(q).to(dtype)
 
     def materialize_states(self, inputs, states, step_mode):
+        """Zeros for the integrated input ``v`` (with ``integrate``) when missing or not shaped like one input
+        step; the other states unchanged."""
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         v = states[0]
         if self.integrate and (not isinstance(v, torch.Tensor) or v.shape != x.shape):
@@ -344,12 +359,16 @@ class PopulationActivationNode(SpikingNode, BaseNode):
         return self._fire(z, theta), v
 
     def single_step_functional_forward(self, inputs, states, start: int | None = None, **kwargs):
+        """One step, input [B, *units] → fraction fired [B, *units], at step index ``start`` (default: the
+        stored ``t``), which then advances by one."""
         v, t = states[0], states[1]
         t = int(t if start is None else start)
         out, v = self._respond(inputs[0].unsqueeze(0), v, t)
         return (out[0],), (v, t + 1)
 
     def multi_step_functional_forward(self, inputs, states, start: int | None = None, **kwargs):
+        """Input [T, B, *units] → fractions fired [T, B, *units] (±k/n when signed) for the steps from ``start``
+        (default: the stored ``t``) on; with ``integrate`` each step sees the running mean of the input."""
         v, t = states[0], states[1]
         t = int(t if start is None else start)
         out, v = self._respond(inputs[0], v, t)
@@ -367,9 +386,11 @@ class PieceCDF(nn.Module):
         self.low, self.high, self.f_low, self.f_high = float(low), float(high), float(f_low), float(f_high)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """F(z) elementwise: f(clamp(z, low, high)) rescaled so that f(low) → 0 and f(high) → 1."""
         return (self.activation(z.clamp(self.low, self.high)) - self.f_low) / (self.f_high - self.f_low)
 
     def extra_repr(self) -> str:
+        """The piece's input interval → the activation's values at its ends."""
         return f"[{self.low:.4g}, {self.high:.4g}] → [{self.f_low:.4g}, {self.f_high:.4g}]"
 
 
@@ -434,12 +455,15 @@ class PiecePopulationNode(PopulationActivationNode):
 
     @property
     def signed(self) -> bool:
+        """False: the piece's neurons are unsigned (output k/n ∈ [0, 1])."""
         return False
 
     def cdf(self, z: torch.Tensor) -> torch.Tensor:
+        """F(z), the piece's `PieceCDF`."""
         return self.piece(z)
 
     def quantile(self, q: torch.Tensor) -> torch.Tensor:
+        """F⁻¹(q) by linear interpolation in the monotone table of F on ``GRID`` points of [low, high]."""
         cdf, z = self.cdf_grid.to(q.device), self.z_grid.to(q.device)
         i = torch.searchsorted(cdf, q.contiguous()).clamp_(1, cdf.numel() - 1)
         c0, c1, z0, z1 = cdf[i - 1], cdf[i], z[i - 1], z[i]
@@ -447,9 +471,11 @@ class PiecePopulationNode(PopulationActivationNode):
         return z0 + w * (z1 - z0)
 
     def analog(self) -> nn.Module:
+        """A copy of the piece's `PieceCDF`: the function F the population represents."""
         return copy.deepcopy(self.piece)
 
     def extra_repr(self) -> str:
+        """The activation and its piece, population size, mismatch model, ``integrate`` and step mode."""
         return (
             f"{self.piece.activation} on {self.piece.extra_repr()}, n={self.n}, mismatch={self.mismatch}, "
             f"integrate={self.integrate}, step_mode={self.step_mode}"
@@ -576,6 +602,11 @@ class PopulationLSTM(StatefulNode, base.MemoryModule):
         return torch.stack(ys, dim=2), h, c
 
     def multi_step_forward(self, x_seq: torch.Tensor):
+        """Input [T, B, L, F] → (Y [T, B, L, dirs, H], Y_h [T, B, dirs, H], Y_c [T, B, dirs, H]).
+
+        At every step the whole recurrence runs on the running mean of the input so far (for constant input
+        with all gates analog, one step is computed and expanded over T).
+        """
         steps = x_seq.shape[0]
         start = int(self.t)
         constant = x_seq.shape[0] == 1 or x_seq.stride(0) == 0
@@ -603,6 +634,7 @@ class PopulationLSTM(StatefulNode, base.MemoryModule):
         return y, h, c
 
     def single_step_forward(self, x: torch.Tensor):
+        """One step: input [B, L, F] → (Y [B, L, dirs, H], Y_h [B, dirs, H], Y_c [B, dirs, H])."""
         return tuple(v[0] for v in self.multi_step_forward(x.unsqueeze(0)))
 
     def analog(self) -> PopulationLSTM:
@@ -615,7 +647,9 @@ class PopulationLSTM(StatefulNode, base.MemoryModule):
         return twin
 
     def limit_module(self) -> nn.Module:
+        """The all-analog copy (`analog`): the T → ∞ function."""
         return self.analog()
 
     def extra_repr(self) -> str:
+        """Hidden size, direction and step mode."""
         return f"hidden_size={self.hidden_size}, direction={self.direction}, step_mode={self.step_mode}"

@@ -58,6 +58,7 @@ class SpikeRouter(StatefulNode):
         raise NotImplementedError
 
     def limit_module(self) -> nn.Module:
+        """The routing map applied at every step (`SeqModule` of `routing_module`)."""
         return SeqModule(self.routing_module())
 
 
@@ -70,6 +71,7 @@ class Readout(StatefulNode):
         return None
 
     def limit_module(self) -> nn.Module:
+        """The identity: as T → ∞ the readout's running mean is its (constant) input current."""
         return nn.Identity()
 
 

@@ -50,10 +50,13 @@ class IFNeuron(SpikingNode, BaseNode):
         self.v = start
 
     def extra_repr(self) -> str:
+        """Threshold, initial potential (fraction of θ), ``tau`` when leaky, and step mode."""
         leak = f", tau={self.tau}" if self.tau else ""
         return f"v_threshold={self.v_threshold}, v_init={self.v_init}{leak}, step_mode={self.step_mode}"
 
     def materialize_states(self, inputs, states, step_mode):
+        """The membrane for this input: filled with its scalar value (or ``v_init``·θ) when missing or of another
+        shape, else ``v`` moved to the input's dtype and device."""
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         v = states[0]
         if not isinstance(v, torch.Tensor) or v.shape != x.shape:
@@ -69,12 +72,16 @@ class IFNeuron(SpikingNode, BaseNode):
         return v + x
 
     def single_step_functional_forward(self, inputs, states, **kwargs):
+        """One step on input [B, ...]: (leak,) integrate, fire where v ≥ θ (surrogate spike), reset by subtraction;
+        output 0/1 spikes [B, ...]."""
         v = self._charge(states[0], inputs[0])
         spike = self.surrogate_function(v - self.v_threshold)
         reset = spike.detach() if self.detach_reset else spike
         return (spike,), (v - reset * self.v_threshold, *states[1:])
 
     def multi_step_functional_forward(self, inputs, states, **kwargs):
+        """Input currents [T, B, ...] → 0/1 spikes [T, B, ...], by a kernel or the torch loop (the membrane is
+        updated in place); SpikingJelly's per-step autograd path when gradients are needed."""
         x_seq = inputs[0]
         if torch.is_grad_enabled() and (x_seq.requires_grad or self.training):
             return super().multi_step_functional_forward(inputs, states, **kwargs)

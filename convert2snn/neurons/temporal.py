@@ -57,9 +57,12 @@ class OscillatoryNode(SpikingNode, BaseNode):
         self.register_memory("t", 0)
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: input [B, ...] → output [B, ...] (a one-step `multi_step_forward`)."""
         return self.multi_step_forward(x.unsqueeze(0))[0]
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Input currents [T, B, ...] → output [T, B, ...] of the node's `_run`, continuing the global step count
+        (a zero membrane when it is missing or shaped unlike one step)."""
         if not isinstance(self.v, torch.Tensor) or self.v.shape != x_seq.shape[1:]:
             self.v = torch.zeros_like(x_seq[0])
         out = self._run(x_seq, int(self.t))
@@ -70,6 +73,7 @@ class OscillatoryNode(SpikingNode, BaseNode):
         raise NotImplementedError
 
     def extra_repr(self) -> str:
+        """Period K and threshold."""
         return f"period={self.period}, v_threshold={self.v_threshold}"
 
     def limit_module(self) -> nn.Module:
@@ -82,6 +86,7 @@ class PhaseNode(OscillatoryNode):
     emits weighted spikes θ(t)/v_threshold (see the module docstring)."""
 
     def threshold(self, t0: int, steps: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The oscillating threshold θ0·2^−(1 + t mod K) at the global steps t0 … t0 + steps − 1, shape [steps]."""
         phase = _times(t0, steps, device) % self.period
         return self.theta0 * torch.pow(2.0, -(1.0 + phase.to(dtype)))
 
@@ -122,6 +127,7 @@ class TTFSNode(OscillatoryNode):
         self.integrate_cycle = int(integrate_cycle)
 
     def extra_repr(self) -> str:
+        """Period K, threshold and the integrating cycle."""
         return super().extra_repr() + f", integrate_cycle={self.integrate_cycle}"
 
     def ramp(self, phase: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -163,12 +169,16 @@ class StepSynapse(SpikeRouter, base.MemoryModule):
         self.register_memory("held", 0.0)
 
     def routing_module(self) -> nn.Module:
+        """The identity: one synapse per element, no weights."""
         return nn.Identity()  # element to element: one synapse per element, no weights
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: spikes [B, ...] → synaptic current [B, ...] (a one-step `multi_step_forward`)."""
         return self.multi_step_forward(x.unsqueeze(0))[0]
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Spikes [T, B, ...] → step currents [T, B, ...]: the spikes summed since the start of the current cycle
+        (carried over between chunks; a silent input with nothing held passes through)."""
         steps, K, t0 = x_seq.shape[0], self.period, int(self.t)
         nothing_held = t0 % K == 0 or not isinstance(self.held, torch.Tensor) or is_silent(self.held)
         if nothing_held and is_silent(x_seq):
@@ -205,15 +215,20 @@ class CycleDelay(SpikeRouter, base.MemoryModule):
         self.register_memory("stored", None)
 
     def extra_repr(self) -> str:
+        """Delay in cycles, period K and the cycle the input carries."""
         return f"cycles={self.cycles}, period={self.period}, source_cycle={self.source_cycle}"
 
     def routing_module(self) -> nn.Module:
+        """The identity: element to element, no weights."""
         return nn.Identity()
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: input [B, ...] → delayed output [B, ...] (a one-step `multi_step_forward`)."""
         return self.multi_step_forward(x.unsqueeze(0))[0]
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Input [T, B, ...] → output [T, B, ...]: cycle ``source_cycle`` of the input, stored, replayed ``cycles``
+        cycles later; zero elsewhere (silent for a chunk with nothing to replay)."""
         steps, K, t0 = x_seq.shape[0], self.period, int(self.t)
         self.t = t0 + steps
         phases = _times(t0, steps, x_seq.device) - self.source_cycle * K  # phase within the carried cycle
@@ -253,15 +268,20 @@ class CycleMaxPool(SpikeRouter, base.MemoryModule):
         self.register_memory("pooled", None)
 
     def extra_repr(self) -> str:
+        """Period K and the cycle whose current is pooled."""
         return f"period={self.period}, source_cycle={self.source_cycle}"
 
     def routing_module(self) -> nn.Module:
+        """The wrapped pooling module (where each input element goes)."""
         return self.pool
 
     def single_step_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: input [B, ...] → pooled output [B, ...] (a one-step `multi_step_forward`)."""
         return self.multi_step_forward(x.unsqueeze(0))[0]
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Input currents [T, B, ...] → [T, B, ...pooled]: the pool of the mean input over cycle ``source_cycle``,
+        held constant through the next cycle; zero elsewhere (silent for a chunk outside that cycle)."""
         steps, K, t0 = x_seq.shape[0], self.period, int(self.t)
         self.t = t0 + steps
         phases = _times(t0, steps, x_seq.device) - self.source_cycle * K
@@ -289,6 +309,7 @@ class CycleReadout(MembraneReadout):
         self.period, self.cycle = int(period), int(cycle)
 
     def extra_repr(self) -> str:
+        """Period K and the integrating cycle."""
         return f"period={self.period}, cycle={self.cycle}"
 
     @property
@@ -297,6 +318,8 @@ class CycleReadout(MembraneReadout):
         return (self.cycle + 1) * self.period
 
     def multi_step_forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """Input currents [T, B, ...] → [T, B, ...]: the running sum of (1/K)·current over cycle ``cycle`` only
+        (zero before it, held after it)."""
         steps, K = x_seq.shape[0], self.period
         times = _times(int(self.t), steps, x_seq.device)
         inside = (torch.div(times, K, rounding_mode="floor") == self.cycle).to(x_seq.dtype) / K

@@ -121,6 +121,7 @@ class SchemeOptions:
         self.seed = int(self.seed)
 
     def as_dict(self) -> dict[str, Any]:
+        """Every option by name (``dataclasses.asdict``)."""
         return asdict(self)
 
 
@@ -178,9 +179,11 @@ class CheckContext:
         self._cache: dict[str, Any] = {}
 
     def module(self, node: fx.Node) -> nn.Module | None:
+        """The module a ``call_module`` node calls; None for any other node."""
         return self.ann.get_submodule(node.target) if node.op == "call_module" else None
 
     def cached(self, key: str, compute: Callable[[fx.GraphModule], Any]) -> Any:
+        """``compute(ann)``, computed on the first request for ``key`` in this check and cached."""
         if key not in self._cache:
             self._cache[key] = compute(self.ann)
         return self._cache[key]
@@ -213,6 +216,7 @@ def scheme_class(name: Any) -> type[Scheme]:
 
 
 def registered() -> list[str]:
+    """The registered ``conversion_type`` names, in registration order."""
     return list(_SCHEMES)
 
 
@@ -274,6 +278,7 @@ class Scheme:
         return cls._declared("_rules", op)
 
     def rule_for(self, ann: fx.GraphModule, node: fx.Node) -> Rule | None:
+        """The rule for ``node`` of ``ann`` (by its module or function); None for placeholders, outputs and methods."""
         if node.op == "call_module":
             return self.rule_for_op(ann.get_submodule(node.target))
         if node.op == "call_function":

@@ -31,31 +31,38 @@ from .base import CheckContext, Problem, Refusal, Scheme
 
 @Scheme.rule(*ops.AFFINE_MAPS)
 def affine_map(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """Conv/Linear, average pooling, reshapes, upsampling, padding, `Affine` → the same module at every step
+    (`SeqModule`)."""
     return b.stateless(node, args)
 
 
 @Scheme.rule(*ops.MAX_POOL)
 def spiking_max_pool(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """Max pooling → `SpikingMaxPool` around the same pooling module (exact on time averages)."""
     return b.call(SpikingMaxPool(b.ann_module(node)), args, node.name, node)
 
 
 @Scheme.rule(operator.add)
 def add(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """``operator.add`` → `SeqAdd`: the elementwise sum of the two sequences."""
     return b.call(SeqAdd(1.0), args, node.name, node)
 
 
 @Scheme.rule(operator.sub)
 def sub(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """``operator.sub`` → `SeqAdd(-1)`: the elementwise difference of the two sequences."""
     return b.call(SeqAdd(-1.0), args, node.name, node)
 
 
 @Scheme.rule(torch.cat)
 def cat(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """``torch.cat`` → `SeqCat` along the same per-sample axis."""
     return b.call(SeqCat(node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)), args, node.name, node)
 
 
 @Scheme.rule(OutputSoftmax)
 def drop_output_softmax(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """`OutputSoftmax` → no node: its input is the output (logits; the argmax is unchanged), noted in the report."""
     b.report.notes.append(
         f"the final softmax '{b.layer(node)}' was dropped: the readout reports logits "
         "(the argmax, i.e. the prediction, is unchanged)"

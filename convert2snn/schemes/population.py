@@ -82,6 +82,8 @@ class PopulationOptions(SchemeOptions):
     )
 
     def validate(self) -> None:
+        """The shared checks, then n ∈ [1, MAX_N], sigma_mismatch ∈ [0, 1] and ``layer_n`` a dict {layer name: n ∈
+        [0, MAX_N]}."""
         super().validate()
         if isinstance(self.n, bool) or not isinstance(self.n, int) or not 1 <= self.n <= MAX_N:
             raise InvalidInputError(f"n (neurons per unit) must be an integer in [1, {MAX_N}], got {self.n!r}")
@@ -114,6 +116,7 @@ class PopulationScheme(Scheme):
     represented_by = "populations of spiking neurons"
 
     def check_model(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> None:
+        """Check the ``layer_n`` keys against the model's layers (`check_layer_n`)."""
         check_layer_n(ann, layer_names, self.options)
 
     def ranged_nodes(self, ann: fx.GraphModule, layer_names: dict[str, str]) -> list[fx.Node]:
@@ -141,11 +144,13 @@ def _lstm_problem(lstm: LSTM, node: fx.Node) -> str | None:
 
 
 def check_lstm(ctx: CheckContext, node: fx.Node) -> Problem | None:
+    """Why an LSTM node cannot become a `PopulationLSTM` (a `Problem`), or None."""
     problem = _lstm_problem(ctx.module(node), node)
     return None if problem is None else (problem, "Use a Keras LSTM (batch-first, zero initial state).", "LSTM")
 
 
 def check_lstm_output(ctx: CheckContext, node: fx.Node) -> Problem | None:
+    """None for indexing an LSTM's outputs; a `Problem` for indexing anything else."""
     source = node.args[0]
     if isinstance(source, fx.Node) and isinstance(ctx.module(source), LSTM):
         return None
@@ -158,6 +163,8 @@ def _keys(layer: str, node_name: str, gate: str | None) -> list[str]:
 
 
 def population_size(options: PopulationOptions, layer: str, node_name: str, gate: str | None = None) -> int:
+    """Neurons per unit for a layer or one of its LSTM gates: its ``layer_n`` entry (gate keys first, the
+    user's layer name before the node name), else ``n``."""
     for key in _keys(layer, node_name, gate):
         if key in options.layer_n:
             return int(options.layer_n[key])
@@ -212,6 +219,7 @@ def _unit_shape(b: SNNBuilder, node: fx.Node) -> tuple[int, ...]:
 # -- rules ----------------------------------------------------------------------------------------
 @PopulationScheme.rule(*ops.RELU_LIKE, check=check_relu_like)
 def relu_to_population(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """ReLU-like → ``Affine(1/λ) → PopulationIFNode → Affine(λ)`` (dithered, or seeded threshold mismatch)."""
     opts = b.options
     scale = b.scales[node.name]
     layer = b.layer(node)
@@ -235,6 +243,7 @@ def relu_to_population(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
 
 @PopulationScheme.rule(*ops.SQUASHING)
 def squashing_to_population(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """Sigmoid / Tanh → `PopulationActivationNode` on the integrated input (the analog module for ``layer_n`` 0)."""
     opts = b.options
     layer = b.layer(node)
     kind = "sigmoid" if isinstance(b.ann.get_submodule(node.target), nn.Sigmoid) else "tanh"
@@ -310,6 +319,7 @@ def activation_to_pieces(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
 
 @PopulationScheme.rule(LSTM, check=check_lstm)
 def lstm_to_population(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """`LSTM` → `PopulationLSTM` whose gates are populations of their ``layer_n`` sizes (analog for 0)."""
     opts = b.options
     lstm = b.ann_module(node)
     layer = b.layer(node)
@@ -338,4 +348,5 @@ def lstm_to_population(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
 
 @PopulationScheme.rule(operator.getitem, check=check_lstm_output)
 def lstm_output(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """``operator.getitem`` of an LSTM's outputs → the same item of the `PopulationLSTM`'s output tuple."""
     return b.graph.call_function(operator.getitem, (args[0], node.args[1]))

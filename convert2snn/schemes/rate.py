@@ -55,6 +55,8 @@ class RateOptions(SchemeOptions):
     )
 
     def validate(self) -> None:
+        """The shared checks, then the rate options (v_init, tau, amp_factor, signed_bit); ``thresholding``, when
+        set, replaces ``v_init``. Raises `ApproximationError` for ``signed_bit`` with ``strict``."""
         super().validate()
         if not 0.0 <= self.v_init < 1.0:
             raise InvalidInputError(f"v_init is a fraction of the threshold in [0, 1), got {self.v_init}")
@@ -86,9 +88,11 @@ class RateScheme(Scheme):
     represented_by = "spike rates of IF neurons"
 
     def has_exact_limit(self) -> bool:
+        """True for IF neurons only: a leaky (LIF) neuron loses charge and has no clipped-ReLU limit."""
         return self.options.neuron == "if"  # a leaky neuron loses charge: no clipped-ReLU limit
 
     def finalize(self, snn: fx.GraphModule, report: ConversionReport) -> None:
+        """With ``signed_bit``: quantise the SNN's weights (`quantize_weights`) and record it as an approximation."""
         bits = int(self.options.signed_bit)
         if bits:
             steps = quantize_weights(snn, bits)
@@ -99,6 +103,7 @@ class RateScheme(Scheme):
 
 @RateScheme.rule(*ops.RELU_LIKE, check=check_relu_like)
 def relu_to_if(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """ReLU-like → ``Affine(amp/λ) → IFNeuron(θ = amp, optional leak) → Affine(λ)`` (amp: ``amp_factor``)."""
     scale = b.scales[node.name]
     opts = b.options
     tau = opts.tau if opts.neuron == "lif" else None

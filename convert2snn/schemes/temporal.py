@@ -62,6 +62,7 @@ class TemporalOptions(SchemeOptions):
     )
 
     def validate(self) -> None:
+        """The shared checks, then K ∈ [2, 1024] (≤ 24 for the phase code) and analog input encoding."""
         super().validate()
         if isinstance(self.period, bool) or not isinstance(self.period, int) or not 2 <= self.period <= 1024:
             raise InvalidInputError(
@@ -88,11 +89,13 @@ class TemporalScheme(Scheme):
     represented_by = "spike times"
 
     def readout(self, builder: SNNBuilder, output: fx.Node) -> nn.Module:
+        """ttfs: a `CycleReadout` integrating during the output's cycle; phase: the shared membrane readout."""
         if not _ttfs(builder):
             return super().readout(builder, output)
         return CycleReadout(self.options.period, _cycle(builder, output) or 0)
 
     def finalize(self, snn: fx.GraphModule, report: ConversionReport) -> None:
+        """ttfs: note in the report the steps until the output is complete and the K-level rounding."""
         steps = latency(snn)
         if steps is not None:
             period = self.options.period
@@ -160,6 +163,8 @@ def single_spike_signals(ann: fx.GraphModule) -> dict[fx.Node, bool | None]:
 # -- rules ----------------------------------------------------------------------------------------
 @TemporalScheme.rule(*ops.RELU_LIKE, check=check_relu_like)
 def relu_to_oscillatory(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """ReLU-like → ``Affine(1/λ) → PhaseNode → Affine(λ)`` (phase), or ``Affine(1/λ) → TTFSNode →
+    StepSynapse → Affine(λ)``, firing in the cycle after its input's (ttfs)."""
     opts = b.options
     scale = b.scales[node.name]
     pre = b.call(SeqModule(Affine(1.0 / scale, None)), args, f"{node.name}_in", node)
@@ -174,6 +179,8 @@ def relu_to_oscillatory(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
 
 @TemporalScheme.rule(*ops.MAX_POOL)
 def temporal_max_pool(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """Max pooling → `SpikingMaxPool` (phase); ttfs: the pool at every step for neuron outputs, a `CycleMaxPool`
+    (one cycle later) for any other current."""
     if not _ttfs(b):
         return spiking_max_pool(b, node, args)
     cycle = _cycle(b, args[0])
@@ -192,6 +199,7 @@ def temporal_max_pool(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
 
 @TemporalScheme.rule(*ops.AFFINE_MAPS)
 def temporal_affine_map(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
+    """Affine maps → the module at every step (`affine_map`); ttfs: the output keeps its input's cycle."""
     out = affine_map(b, node, args)
     return _record(b, out, _cycle(b, args[0])) if _ttfs(b) else out
 

@@ -111,6 +111,8 @@ class cnn_to_snn:  # noqa: N801  (SpKeras's name)
         self.snn: SpikingModel | None = None
 
     def __call__(self, cnn_model: Any, x_train: Any) -> cnn_to_snn:
+        """Convert ``cnn_model`` (any model `bridge` takes, or a `SpikingModel`: its ANN) by rate coding, calibrated
+        on ``x_train``; returns the converter, whose `model` is then the SNN."""
         x = as_tensor(x_train, "x_train")
         example = x[:1] if isinstance(cnn_model, torch.nn.Module) else None
         ann = cnn_model.ann if isinstance(cnn_model, SpikingModel) else bridge(cnn_model, example)
@@ -123,6 +125,7 @@ class cnn_to_snn:  # noqa: N801  (SpKeras's name)
 
     @property
     def model(self) -> SpikingModel:
+        """The converted `SpikingModel` (`InvalidInputError` before the converter has been called)."""
         if self.snn is None:
             raise InvalidInputError("call the converter first: cnn_to_snn(...)(cnn_model, x_train)")
         return self.snn
@@ -200,6 +203,7 @@ class cnn_to_snn:  # noqa: N801  (SpKeras's name)
         return shapes, list(self.model.neuron_counts(mode=mode).values())
 
     def get_config(self) -> dict[str, Any]:
+        """The converter's settings (timesteps, thresholding, method, epsilon and the rate options but ``v_init``)."""
         return {
             "timesteps": self.timesteps,
             "thresholding": self.thresholding,

@@ -61,6 +61,8 @@ class SweepData:
 
     @classmethod
     def coerce(cls, data: Any) -> SweepData:
+        """``data`` as `SweepData`: a SweepData, a tuple (x_calib, x_eval, y_eval[, y_calib]) or a dict with those
+        keys (or aliases such as x_train / x_test / y_test)."""
         if isinstance(data, SweepData):
             return data
         if isinstance(data, dict):
@@ -173,6 +175,7 @@ class SearchResult:
     labels: str = "labels"  # "labels" or "ANN predictions"
 
     def as_dict(self) -> dict[str, Any]:
+        """The search result as a JSON-ready dict."""
         return {
             "target_T": self.target_T,
             "global_percentile": self.global_percentile,
@@ -315,6 +318,9 @@ def _ann_outputs(ann: fx.GraphModule, x: torch.Tensor, batch_size: int) -> np.nd
 
 @dataclass
 class SweepRow:
+    """One configuration of a sweep: its options and evaluation (or the error), the search result if any, and
+    the seconds spent converting and evaluating."""
+
     name: str
     conversion_type: str
     options: dict[str, Any]
@@ -325,6 +331,7 @@ class SweepRow:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The row as a JSON-ready dict (result and search as dicts)."""
         return {
             "name": self.name,
             "conversion_type": self.conversion_type,
@@ -362,6 +369,7 @@ class SweepResult:
     files: dict[str, str] = field(default_factory=dict)
 
     def ok(self) -> list[SweepRow]:
+        """The rows whose configuration converted and was evaluated (no error)."""
         return [r for r in self.rows if r.result is not None]
 
     def table(self) -> list[dict[str, Any]]:
@@ -390,6 +398,7 @@ class SweepResult:
         return out
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
+        """The flat `table` as CSV (floats to 6 significant digits), also written to ``path`` when given."""
         rows = self.table()
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -403,6 +412,8 @@ class SweepResult:
         return buf.getvalue()
 
     def to_markdown(self, path: str | os.PathLike | None = None) -> str:
+        """A Markdown table: accuracy per T, time-to-accuracy and costs at the largest T, an energy-model footnote;
+        also written to ``path`` when given."""
         t_max = self.timesteps[-1]
         head = (
             ["config", "ANN %"]
@@ -436,6 +447,7 @@ class SweepResult:
         return text
 
     def as_dict(self) -> dict[str, Any]:
+        """The sweep (timesteps, energy model, samples, source, every row) as a JSON-ready dict."""
         return {
             "timesteps": self.timesteps,
             "energy": self.energy,
@@ -445,6 +457,7 @@ class SweepResult:
         }
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
+        """The sweep as indented JSON, also written to ``path`` when given."""
         text = json.dumps(self.as_dict(), indent=2, default=_json_default)
         if path is not None:
             Path(path).write_text(text)

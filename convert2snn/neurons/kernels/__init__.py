@@ -54,6 +54,7 @@ def numba_available() -> bool:
 
 
 def check_backend(backend: str) -> None:
+    """Raise `InvalidInputError` unless ``backend`` is one of `BACKENDS`."""
     if backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
 

@@ -29,6 +29,12 @@ def if_scan(
     PERIOD: tl.constexpr,
     LEAK: tl.constexpr,
 ):
+    """Reset-by-subtraction scan of one block of ``BLOCK`` units (``N`` neurons each) over ``T`` steps.
+
+    Per step: leak (``LEAK``), add the unit's input, fire where v ≥ threshold (with ``PHASE`` the level
+    θ0·2^−(1 + (t0 + t) mod PERIOD)), subtract what fired, and write out [T, M] = spikes · ``out_scale``
+    (· level with ``PHASE``); the membranes v [M, N] are stored once at the end (see `triton_scan`).
+    """
     pid = tl.program_id(0)
     rows = pid * BLOCK + tl.arange(0, BLOCK)
     cols = tl.arange(0, NP)

@@ -284,6 +284,20 @@ def test_partial_results_before_the_latency_are_warned_about():
         snn.predict(x, timesteps=snn.latency - 1)
 
 
+def test_evaluate_and_predict_default_to_the_latency():
+    """Without timesteps a single-spike network is evaluated where its answer is complete, not at
+    the rate code's (4, 8, 16, 32): chance accuracy with a warning before."""
+    x = torch.rand(6, 2, 8, 8, generator=torch.Generator().manual_seed(4))
+    snn = _convert(RandomNet(2), x, period=8)
+    assert snn.latency > 32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "partial results" warning
+        result = snn.evaluate(x, snn.ann_predict(x).argmax(1), correlation=False)
+        scores = snn.predict(x)
+    assert result.timesteps == [snn.latency]
+    np.testing.assert_array_equal(scores, snn.predict(x, timesteps=snn.latency))
+
+
 def test_temporal_save_load_round_trip(tmp_path):
     x = torch.rand(6, 2, 8, 8, generator=torch.Generator().manual_seed(5))
     for code in ("ttfs", "phase"):
