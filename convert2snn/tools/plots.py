@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from ..metrics import EvaluationResult
 
@@ -81,7 +82,7 @@ def accuracy_vs_t_figure(
     ax.set_ylabel("accuracy (%)")
     values = [100 * a for r in res.values() for a in r.accuracy] + [100 * a for a in anns]
     low, high = _padded(values, least=1.0)
-    ax.set_ylim(max(-1.0, low), min(101.0, high))
+    ax.set_ylim(max(-1.0, low), min(100.5, high))
     samples = next(iter(res.values())).samples
     ax.set_title(f"{title}  ({samples} samples)" if samples else title)
     ax.grid(True, alpha=0.3)
@@ -230,10 +231,14 @@ def pareto_figure(results: Mapping[str, EvaluationResult], *, cost: str = "energ
     if len(anns) == 1:
         ax.axhline(100 * anns[0], color="tab:red", ls="--", lw=1, label=f"ANN accuracy ({100 * anns[0]:.2f} %)")
     ax.set_xscale("log")
+    # plain numbers at 1, 2, 5 × 10^k, no labels on the minor ticks (they collide: "3×10⁻¹4×10⁻¹")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(label + " (log scale)")
     ax.set_ylabel("accuracy (%)")
     low, high = _padded([p[1] for p in points] + [100 * a for a in anns], least=0.3)
-    ax.set_ylim(max(-1.0, low), min(101.0, high))
+    ax.set_ylim(max(-1.0, low), min(100.5, high))
     ax.set_title(title or "accuracy vs cost (each point: one configuration at one T)")
     ax.grid(True, which="both", alpha=0.3)
     _legend_outside(ax)
