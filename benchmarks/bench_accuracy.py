@@ -38,7 +38,6 @@ import copy
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -91,11 +90,10 @@ def ensure_model(model: str, data: Path, seed: int, retrain: bool) -> tuple[Path
     path = cache_dir() / f"{model}_seed{seed}_{train_models.recipe_key(model)}.keras"
     if retrain or not path.exists():
         log(f"training {model} in a child process → {path}")
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        subprocess.run(
-            [sys.executable, str(script), model, "--data", str(data), "--out", str(path), "--seed", str(seed)],
-            check=True,
-            env=env,
+        from bridges.keras_to_onnx import run_tensorflow_child
+
+        run_tensorflow_child(
+            [sys.executable, str(script), model, "--data", str(data), "--out", str(path), "--seed", str(seed)]
         )
     else:
         log(f"using cached model {path}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,29 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 # ``python script.py`` this does not put bridges/ on sys.path (where `errors.py`, `modules.py`…
 # could shadow top-level modules TensorFlow imports).
 _RUN_CHILD = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+
+
+# TensorFlow's start-up lines on stderr that say nothing to a user: absl's notice, oneDNN's, and
+# those about a missing GPU (printed by its C++ runtime before TF_CPP_MIN_LOG_LEVEL takes effect).
+_TF_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|[IWE]\d{4} [\d:.]+\s+\d+ (port|cudart_stub|cuda_platform|cuda_dnn|cuda_fft|cuda_blas|node_def_util"
+    r"|cpu_feature_guard|computation_placer)\.cc:\d+\])"
+)
+
+
+def run_tensorflow_child(cmd: list[str], *, timeout: float | None = None) -> None:
+    """Run a command that imports TensorFlow (training a model in a child process): its stdout passes
+    through, its stderr too except TensorFlow's start-up noise; `subprocess.CalledProcessError` on failure."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if not _TF_NOISE.match(line):
+                sys.stderr.write(line)
+        if proc.wait(timeout=timeout):
+            raise subprocess.CalledProcessError(proc.returncode, cmd)
 
 
 def is_keras_model(obj: Any) -> bool:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +46,9 @@ def ensure_digits_model(out: Path, reuse: bool) -> Path:
         return path
     print("[1/3] training train_example.py's CNN on sklearn digits in a child process", flush=True)
     cmd = [sys.executable, str(HERE / "train_example.py"), "--train-child", "--out", str(out), "--epochs", "30"]
-    subprocess.run(cmd, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    from bridges.keras_to_onnx import run_tensorflow_child  # this side of the child only: torch, no TensorFlow
+
+    run_tensorflow_child(cmd)  # TensorFlow's start-up lines filtered out
     return path
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -184,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             "--seed",
             str(args.seed),
         ] + (["--data", str(args.data)] if args.data else [])
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        subprocess.run(cmd, check=True, env=env)
+        from bridges.keras_to_onnx import run_tensorflow_child  # this side of the child only: torch, no TensorFlow
+
+        run_tensorflow_child(cmd)  # TensorFlow's start-up lines filtered out
 
     import convert2snn  # after training: this process never imports TensorFlow
 

@@ -382,3 +382,22 @@ def test_onnx2torch_noise_does_not_reach_the_user(tmp_path):
     assert [str(w.message) for w in caught] == []
     x = torch.randn(2, 4, 5)
     assert torch.equal(gm(x), Crop()(x))
+
+
+def test_tensorflow_children_keep_their_output_but_not_tensorflow_s_start_up_noise(capfd):
+    from bridges.keras_to_onnx import run_tensorflow_child
+
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+        "I0000 00:00:1796105039.403272   30948 port.cc:153] oneDNN custom operations are on.",
+        "I0000 00:00:1796105039.403628   30948 cudart_stub.cc:31] Could not find cuda drivers on your machine",
+        "E0000 00:00:1796105048.319979   30948 cuda_platform.cc:52] failed call to cuInit: INTERNAL",
+    ]
+    script = "import sys\n" + "".join(f"print({line!r}, file=sys.stderr)\n" for line in noise)
+    script += "print('Epoch 1/3', flush=True)\nprint('ValueError: a real problem', file=sys.stderr)\n"
+    run_tensorflow_child([sys.executable, "-c", script])
+    out, err = capfd.readouterr()
+    assert "Epoch 1/3" in out
+    assert err.strip() == "ValueError: a real problem"
+    with pytest.raises(subprocess.CalledProcessError):
+        run_tensorflow_child([sys.executable, "-c", "raise SystemExit(3)"])
