@@ -3,7 +3,7 @@
     torchrun --nproc_per_node 2 -m convert2snn evaluate snn.c2s --data test.npz     # or any script
                                                                                     # calling evaluate
 
-When the process runs under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) or inside an
+When the process runs under ``torchrun`` (with any number of processes, one included) or inside an
 initialised ``torch.distributed`` process group, every simulation (`SpikingModel.evaluate`,
 ``predict``, ``spike_counts``) takes a contiguous shard of the samples per rank, and the per-rank
 results are gathered on every rank in rank order: outputs are concatenated, spike counts and
@@ -26,11 +26,13 @@ from .simulate import SimulationResult, SpikeRecord
 
 
 def context() -> tuple[int, int]:
-    """(rank, world size); joins the ``torchrun`` process group on first use. (0, 1) when alone."""
+    """(rank, world size); joins the ``torchrun`` process group on first use (also a group of one:
+    ``--nproc_per_node 1`` runs the same gather and merge as several). (0, 1) outside torchrun."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or not dist.is_available():
+    under_torchrun = "TORCHELASTIC_RUN_ID" in os.environ and "MASTER_ADDR" in os.environ
+    if not dist.is_available() or (world <= 1 and not under_torchrun):
         return 0, 1
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -38,6 +40,11 @@ def context() -> tuple[int, int]:
     else:
         dist.init_process_group("gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def joined() -> bool:
+    """Whether this process is in a ``torch.distributed`` process group (after `context`)."""
+    return dist.is_available() and dist.is_initialized()
 
 
 def shard(n: int, rank: int, world: int) -> slice:

@@ -188,7 +188,7 @@ class SpikingModel:
             progress=self.options.progress,
             **counting,
         )
-        if world == 1:
+        if not distributed.joined():
             return simulate(self.network, x, timesteps, **kwargs)
         # under torchrun: this rank's shard, then every rank's results merged (Poisson input: seed + rank)
         if x.shape[0] < world:

@@ -1,4 +1,5 @@
-"""Triton multi-step kernels, run in Triton's interpreter on the CPU, against the nodes' torch loops."""
+"""Triton multi-step kernels against the nodes' torch loops on the CPU: compiled on CUDA tensors when
+a GPU is present (benchmarks/gpu/), else in Triton's interpreter on CPU tensors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from convert2snn.neurons.population import PopulationIFNode
 from convert2snn.neurons.temporal import PhaseNode
 
 pytestmark = pytest.mark.skipif(not kernels.triton_available(), reason="triton is not installed")
+
+# where the kernels run; the references (the torch loops) always run on the CPU
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _scan(x, v, thresholds, **kwargs):
+    """`kernels.triton_scan` on DEVICE with CPU tensors in and out (``v`` updated in place)."""
+    v_device = v.to(DEVICE)
+    out = kernels.triton_scan(x.to(DEVICE), v_device, thresholds.to(DEVICE), **kwargs)
+    v.copy_(v_device.cpu())
+    return out.cpu()
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +58,7 @@ def test_if_kernel_matches_the_torch_loop(shape, tau, constant):
     with torch.no_grad():
         ref = node(x)
     v = torch.full(shape[1:] + (1,), 0.5)
-    out = kernels.triton_scan(x, v, torch.ones(1), decay=None if tau is None else 1 - 1 / tau)
+    out = _scan(x, v, torch.ones(1), decay=None if tau is None else 1 - 1 / tau)
     assert torch.equal(out, ref), "spikes must be bit-exact"
     torch.testing.assert_close(v[..., 0], node.v, rtol=0, atol=1e-6)
 
@@ -64,7 +76,7 @@ def test_population_kernel_matches_the_torch_loop(shape, n, mismatch):
     with torch.no_grad():
         ref = node(x)
     v = node.v_init.expand(shape[1:] + (n,)).clone()
-    out = kernels.triton_scan(x, v, node.thresholds, out_scale=1.0 / n)
+    out = _scan(x, v, node.thresholds, out_scale=1.0 / n)
     assert torch.equal(out, ref), "population counts must be bit-exact"
     torch.testing.assert_close(v, node.v, rtol=0, atol=1e-6)
 
@@ -78,7 +90,7 @@ def test_phase_kernel_matches_the_torch_loop(shape, period, t0):
     with torch.no_grad():
         ref = node(x)
     v = torch.zeros(shape[1:] + (1,))
-    out = kernels.triton_scan(x, v, torch.ones(1), phase=(period, t0, node.theta0))
+    out = _scan(x, v, torch.ones(1), phase=(period, t0, node.theta0))
     assert torch.equal(out, ref), "weighted spikes must be bit-exact"
     torch.testing.assert_close(v[..., 0], node.v, rtol=0, atol=1e-6)
 
@@ -86,9 +98,9 @@ def test_phase_kernel_matches_the_torch_loop(shape, period, t0):
 def test_kernel_state_carries_over_time_chunks():
     x = _inputs((12, 2, 33), seed=1)
     v_whole = torch.full((2, 33, 4), 0.25)
-    whole = kernels.triton_scan(x, v_whole, torch.ones(4), out_scale=0.25)
+    whole = _scan(x, v_whole, torch.ones(4), out_scale=0.25)
     v = torch.full((2, 33, 4), 0.25)
-    parts = [kernels.triton_scan(x[a:b], v, torch.ones(4), out_scale=0.25) for a, b in ((0, 5), (5, 6), (6, 12))]
+    parts = [_scan(x[a:b], v, torch.ones(4), out_scale=0.25) for a, b in ((0, 5), (5, 6), (6, 12))]
     assert torch.equal(torch.cat(parts), whole) and torch.equal(v, v_whole)
 
 
@@ -127,7 +139,7 @@ def test_networks_give_the_same_results_with_the_kernels(monkeypatch, kind, opti
     monkeypatch.setattr(kernels, "triton_scan", lambda *a, **k: calls.append(1) or scan(*a, **k))
     assert not calls  # the reference ran the torch loops
     set_backend(snn.network, "triton")
-    with_kernels = simulate(snn.network, x, [3, 10], progress=False, chunk=4).outputs
+    with_kernels = simulate(snn.network, x, [3, 10], progress=False, chunk=4, device=DEVICE).outputs
     assert len(calls) >= 3  # every neuron layer, every chunk, ran the kernel
     for t in (3, 10):
         np.testing.assert_array_equal(with_kernels[t], reference[t])
