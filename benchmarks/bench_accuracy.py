@@ -214,16 +214,48 @@ def for_spikingjelly(ann):
     try:
         return as_sequential(ann)
     except ValueError:
-        from bridges.modules import OutputSoftmax
+        from bridges.modules import OutputSoftmax, Pad
 
         graph = copy.deepcopy(ann)
         for node in graph.graph.nodes:
-            if node.op == "call_module" and isinstance(graph.get_submodule(node.target), OutputSoftmax):
+            if node.op != "call_module":
+                continue
+            module = graph.get_submodule(node.target)
+            if isinstance(module, OutputSoftmax):
                 node.replace_all_uses_with(node.args[0])
                 graph.graph.erase_node(node)
+            elif isinstance(module, Pad):
+                _fold_pad_into_conv(graph, node, module)
         graph.recompile()
         graph.delete_all_unused_submodules()
         return graph.eval()
+
+
+def _fold_pad_into_conv(graph, node, pad) -> None:
+    """SpikingJelly's step-mode adapter takes no padding module. Keras "same" padding of a stride-2
+    Conv is asymmetric — Pad(0, p, 0, p) then Conv(k, padding 0) — and equals, exactly, a Conv with
+    a (k + p)-kernel, symmetric padding p and the first p rows and columns of its kernel zero."""
+    import torch
+    from torch import nn
+
+    (user,) = node.users
+    conv = graph.get_submodule(user.target)
+    left, right, top, bottom = pad.pads
+    p = right
+    if (left, top, bottom) != (0, 0, p) or pad.value != 0 or conv.padding != (0, 0) or conv.groups != 1:
+        raise ValueError(f"for_spikingjelly: cannot fold {pad} into {conv}")
+    k = conv.kernel_size
+    folded = nn.Conv2d(
+        conv.in_channels, conv.out_channels, (k[0] + p, k[1] + p), conv.stride, p, bias=conv.bias is not None
+    )
+    with torch.no_grad():
+        folded.weight.zero_()
+        folded.weight[:, :, p:, p:] = conv.weight
+        if conv.bias is not None:
+            folded.bias.copy_(conv.bias)
+    graph.add_submodule(user.target, folded)
+    node.replace_all_uses_with(node.args[0])
+    graph.graph.erase_node(node)
 
 
 def as_sequential(ann):
