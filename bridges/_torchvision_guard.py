@@ -17,7 +17,7 @@ import types
 def _unavailable(*args, **kwargs):
     raise RuntimeError(
         "torchvision ops (NonMaxSuppression, RoiAlign) are unavailable: torchvision cannot be "
-        "loaded into a process that imported TensorFlow first; import convert2snn before TensorFlow"
+        "loaded into a process that imported TensorFlow first; import bridges (or torchvision) before TensorFlow"
     )
 
 

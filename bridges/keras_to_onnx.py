@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -43,12 +44,24 @@ def run_tensorflow_child(cmd: list[str], *, timeout: float | None = None) -> Non
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env) as proc:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            if not _TF_NOISE.match(line):
-                sys.stderr.write(line)
-        if proc.wait(timeout=timeout):
-            raise subprocess.CalledProcessError(proc.returncode, cmd)
+        pump = threading.Thread(target=_forward_stderr, args=(proc.stderr,), daemon=True)
+        pump.start()
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            pump.join(timeout=5)
+        if returncode:
+            raise subprocess.CalledProcessError(returncode, cmd)
+
+
+def _forward_stderr(stream) -> None:
+    for line in stream:
+        if not _TF_NOISE.match(line):
+            sys.stderr.write(line)
 
 
 def is_keras_model(obj: Any) -> bool:

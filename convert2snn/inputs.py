@@ -92,6 +92,21 @@ def check_timesteps(timesteps: Any) -> list[int]:
     return sorted({int(t) for t in values})
 
 
+def _dtype_name(data: Any) -> str:
+    """numpy's name of the dtype of ``data`` as passed (numpy, torch, TensorFlow tensors, lists)."""
+    dtype = getattr(data, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        return str(dtype).removeprefix("torch.")
+    try:
+        return np.dtype(dtype).name if dtype is not None else np.asarray(data).dtype.name
+    except TypeError:  # a dtype numpy cannot read (TensorFlow's): the array's
+        return np.asarray(data).dtype.name
+
+
+# The "input far below the calibration range" check needs a batch: a single dark image is no evidence.
+MIN_SAMPLES_FOR_A_SMALL_RANGE = 8
+
+
 @dataclass(frozen=True)
 class InputRange:
     """The range and dtype of the inputs a network was calibrated on, kept in its report: an SNN's
@@ -105,8 +120,7 @@ class InputRange:
     @classmethod
     def of(cls, data: Any, x: torch.Tensor) -> InputRange:
         """The range of ``x`` (``data`` read by `as_tensor`) with the dtype of ``data`` as passed."""
-        dtype = data.dtype if hasattr(data, "dtype") else np.asarray(data).dtype
-        return cls(str(dtype).removeprefix("torch."), float(x.min()), float(x.max()), int(x.shape[0]))
+        return cls(_dtype_name(data), float(x.min()), float(x.max()), int(x.shape[0]))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> InputRange | None:
@@ -135,15 +149,20 @@ class InputRange:
 
     def mismatch(self, x: torch.Tensor, name: str) -> str | None:
         """Why ``x`` lies far from this range, or None: it reaches beyond the range by more than the
-        range's width, or spans under a tenth of it (0–1 inputs after calibration on 0–255)."""
+        range's width, or a batch of several samples lies, varying, within the range's lowest tenth
+        (0–1 inputs after calibration on 0–255; not checked against a data-free bound)."""
         width = self.high - self.low
         if width <= 0 or x.numel() == 0:
             return None
         low, high = float(x.min()), float(x.max())
         if low < self.low - width or high > self.high + width:
             how = "reaches far beyond it"
-        elif 0 < high - low < width / 10:
-            how = f"spans {width / (high - low):.3g}× less"
+        elif (
+            self.dtype is not None
+            and x.shape[0] >= MIN_SAMPLES_FOR_A_SMALL_RANGE
+            and low < high < self.low + width / 10
+        ):
+            how = f"lies within its lowest tenth, {width / (high - self.low):.3g}× below its top"
         else:
             return None
         return (

@@ -113,11 +113,12 @@ class SpikingModel:
         return sum(sizes), max(sizes, default=0)
 
     # -- inputs ------------------------------------------------------------------------------
-    def _inputs(self, x: Any, name: str = "x") -> torch.Tensor:
-        """``x`` as a tensor in the ANN's layout, checked against the model's input shape and (once
-        per model: a warning, or an error with ``strict=True``) the calibration inputs' range."""
+    def _inputs(self, x: Any, name: str = "x", check_range: bool = True) -> torch.Tensor:
+        """``x`` as a tensor in the ANN's layout, checked against the model's input shape and, for
+        the SNN's inputs (``check_range``), against the calibration inputs' range (once per model: a
+        warning, or an error with ``strict=True``)."""
         t = check_input_shape(as_tensor(x, name), self.bridge_info, name)
-        if not self._range_warned:
+        if check_range and not self._range_warned:
             calibrated = InputRange.from_dict(self.report.calibration_inputs)
             self._range_warned = check_input_range(t, calibrated, name, self.options.strict)
         return t
@@ -131,7 +132,7 @@ class SpikingModel:
     @torch.no_grad()
     def ann_predict(self, x: Any, batch_size: int | None = None) -> np.ndarray:
         """The clean torch ANN's output (softmax included if the model had one)."""
-        xt = self._inputs(x)
+        xt = self._inputs(x, check_range=False)  # the ANN takes any range
         bs = batch_size or self.options.batch_size
         ann = self.ann.to(self.device).eval()
         outs = [ann(xt[i : i + bs].to(self.device)).float().cpu() for i in range(0, xt.shape[0], bs)]

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+
+from convert2snn.cli.main import VERBS, main
 
 MARKER = "<!-- cli-help -->"
-VERBS = ("inspect", "convert", "evaluate", "sweep", "export")
 
 
 def _help(argv: list[str]) -> str:
-    from convert2snn.cli.main import main  # noqa: PLC0415  (only when a page asks for it)
-
     out = io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        main(argv)
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: the page must not depend on it
+    try:
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            main(argv)
+    finally:
+        if columns is None:
+            os.environ.pop("COLUMNS")
+        else:
+            os.environ["COLUMNS"] = columns
     return out.getvalue().rstrip()
 
 

@@ -28,6 +28,9 @@ def test_the_cli_page_is_the_parser_s_own_help():
     spec.loader.exec_module(hooks)
     page = hooks.on_page_markdown("# CLI\n\n" + hooks.MARKER, None, None, None)
     assert hooks.MARKER not in page
-    for verb in hooks.VERBS:
+    from convert2snn.cli.main import VERBS
+
+    assert hooks.VERBS is VERBS  # one list of verbs: a new one cannot be missing from the page
+    for verb in VERBS:
         assert f"usage: convert2snn {verb}" in page
     assert "--percentile" in page and "--scale" in page  # convert's option flags and the data flags

@@ -73,16 +73,15 @@ def prepare(
     args: argparse.Namespace,
     what: str,
 ) -> np.ndarray:
-    """The first ``samples`` inputs as float32, times ``scale``, with a missing channel axis of size 1 added."""
+    """The first ``samples`` inputs (times ``scale``, as float32; without it in their own dtype, which
+    `convert2snn.convert` checks), with a missing channel axis of size 1 added."""
     x = np.asarray(x)
     if samples is not None:
         if samples < 1:
             raise CLIError(f"--samples must be positive, got {samples}")
         x = x[:samples]
-    if x.dtype.kind in "iub" or scale is not None:
-        x = x.astype(np.float32)
-    if scale is not None:
-        x = x * np.float32(scale)
+    if scale is not None:  # without a scale the dtype stays: uint8 images still look unscaled to convert
+        x = x.astype(np.float32) * np.float32(scale)
     if expected is not None and tuple(x.shape[1:]) != tuple(expected):
         if tuple(x.shape[1:]) + (1,) == tuple(expected):
             x = x[..., None]

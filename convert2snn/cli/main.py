@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -327,7 +328,7 @@ def build_parser(option_flags: bool = True) -> argparse.ArgumentParser:
     data.add_argument(
         "--scale", type=_factor, help="multiply the inputs by this factor, a number or a fraction (1/255 for uint8)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="{inspect,convert,evaluate,sweep,export}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(VERBS) + "}", parser_class=_Parser)
     sub.required = True
 
     p = sub.add_parser(
@@ -449,6 +450,12 @@ def build_parser(option_flags: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001
+    """Warnings on the command line: one line each, without the source line that Python shows."""
+    text = " ".join(str(message).split()).removeprefix("convert2snn: ")
+    print(f"convert2snn: warning: {text}", file=sys.stderr)
+
+
 def _conversion_errors() -> tuple[type[Exception], ...]:
     """`ConversionError` if a verb got as far as importing it (importing it here would cost seconds)."""
     errors = sys.modules.get("bridges.errors")
@@ -462,11 +469,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(option_flags=False)
     if verb == "convert":
         if not {"-h", "--help"} & set(argv):
-            parser.parse_known_args(argv)  # missing arguments fail here, before torch is imported
+            # missing arguments and a missing model file fail here, before torch is imported
+            known, _ = parser.parse_known_args(argv)
+            try:
+                check_model_path(known.model)
+            except CLIError as exc:
+                print(f"convert2snn convert: error: {exc}", file=sys.stderr)
+                return EXIT_BAD_INPUT
         parser = build_parser()
     args = parser.parse_args(argv)
     if args.quiet:
         os.environ["CONVERT2SNN_QUIET"] = "1"
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
     try:
         try:
             return int(args.func(args) or 0)
@@ -478,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

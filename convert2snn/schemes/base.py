@@ -90,7 +90,11 @@ class SchemeOptions:
         "seed of everything random (Poisson input, threshold mismatch): the same seed gives "
         "bit-identical models and results",
     )
-    strict: bool = option(False, "raise instead of recording an approximation in the conversion report")
+    strict: bool = option(
+        False,
+        "raise instead of recording an approximation in the conversion report, and instead of warning "
+        "about unscaled-looking calibration data or inputs far from the calibration range",
+    )
     progress: bool = option(True, "tqdm progress bars (shown only on a terminal)")
 
     def validate(self) -> None:

@@ -401,3 +401,14 @@ def test_tensorflow_children_keep_their_output_but_not_tensorflow_s_start_up_noi
     assert err.strip() == "ValueError: a real problem"
     with pytest.raises(subprocess.CalledProcessError):
         run_tensorflow_child([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_a_tensorflow_child_past_its_timeout_is_killed():
+    import time
+
+    from bridges.keras_to_onnx import run_tensorflow_child
+
+    start = time.perf_counter()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_tensorflow_child([sys.executable, "-c", "import time; time.sleep(30)"], timeout=1)
+    assert time.perf_counter() - start < 15

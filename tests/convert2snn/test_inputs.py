@@ -67,7 +67,7 @@ def test_evaluating_scaled_data_on_an_snn_calibrated_on_0_255_warns_once_naming_
     messages = _caught(lambda: (snn.evaluate(scaled, y[200:260], timesteps=4), snn.predict(scaled, timesteps=4)))
     assert len(messages) == 1, messages
     assert "x lies in [0, 1], but the SNN was calibrated on 200 samples of uint8 in [0, 255]" in messages[0]
-    assert "255× less" in messages[0] and "--scale" in messages[0]
+    assert "lies within its lowest tenth, 255× below its top" in messages[0] and "--scale" in messages[0]
     # kept with the model: a loaded one warns too, and strict=True makes it an error
     snn.save(tmp_path / "snn.c2s")
     loaded = convert2snn.load(tmp_path / "snn.c2s")
@@ -98,6 +98,37 @@ def test_inputs_in_the_calibration_range_never_warn():
         idx = rng.choice(np.arange(300, len(x)), size=int(rng.integers(1, 40)), replace=False)
         sample = x[idx] * np.float32(rng.uniform(0.5, 1.5)) + np.float32(rng.uniform(-0.3, 0.3))
         assert _caught(lambda s=sample: snn.predict(s, timesteps=2)) == []
+
+
+def test_small_batches_and_sub_ranges_inside_the_calibration_range_do_not_warn():
+    """One sample, a narrow band in the middle, a batch inside a wide range: no warning (only a batch
+    of several samples within the lowest tenth of the range is suspicious)."""
+    calibrated = InputRange("float32", 0.0, 1.0, 100)
+    g = torch.Generator().manual_seed(0)
+    assert calibrated.mismatch(torch.rand(1, 64, generator=g) * 0.05, "x") is None  # one dark sample
+    assert calibrated.mismatch(torch.rand(32, 64, generator=g) * 0.05 + 0.5, "x") is None
+    assert InputRange("float32", -10.0, 10.0, 100).mismatch(torch.rand(32, 64, generator=g), "x") is None
+    assert InputRange(None, 0.0, 255.0, 0).mismatch(torch.rand(32, 64, generator=g), "x") is None  # a bound
+    assert "lowest tenth" in InputRange("uint8", 0.0, 255.0, 100).mismatch(torch.rand(32, 64, generator=g), "x")
+    assert "far beyond" in InputRange(None, 0.0, 1.0, 0).mismatch(torch.rand(1, 4) * 255 + 10, "x")
+
+
+def test_the_dtype_of_any_array_like_is_read():
+    class ForeignTensor:  # a TensorFlow tensor: its dtype is not numpy's
+        dtype = object()
+
+        def __array__(self, dtype=None, copy=None):
+            return np.arange(6, dtype=np.uint8).reshape(2, 3)
+
+    assert InputRange.of(ForeignTensor(), torch.arange(6.0).reshape(2, 3)).dtype == "uint8"
+    assert InputRange.of([[1.0, 2.0]], torch.tensor([[1.0, 2.0]])).dtype == "float64"
+
+
+def test_the_ann_takes_any_range_without_a_warning():
+    x, _ = _digits_uint8()
+    snn = convert2snn.convert(_net(), "rate", calibration_data=x[:200] / np.float32(255))
+    assert _caught(lambda: snn.ann_predict(x[200:260])) == []
+    assert len(_caught(lambda: snn.predict(x[200:260], timesteps=2))) == 1  # still warned for the SNN
 
 
 def test_data_free_conversion_records_its_input_range():

@@ -26,8 +26,8 @@ class Tiny(nn.Module):
         return torch.softmax(self.fc(self.pool(torch.relu(self.conv(x))).flatten(1)), dim=1)
 
 
-def run(*args, cwd):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+def run(*args, cwd, show_warnings=False):
+    env = dict(os.environ, PYTHONWARNINGS="default" if show_warnings else "ignore")
     return subprocess.run(
         [sys.executable, "-m", "convert2snn", *map(str, args)],
         cwd=cwd,
@@ -356,7 +356,8 @@ def test_help_version_and_argument_errors_do_not_import_torch(tmp_path):
         "import sys\n"
         "from convert2snn.cli.main import main\n"
         "for argv in (['--help'], ['--version'], ['convert', 'm.onnx'], ['convert', '--help'],\n"
-        "             ['evaluate', 'missing.c2s', '--data', 'd.npz'], ['inspect', 'missing.keras'], ['frobnicate']):\n"
+        "             ['evaluate', 'missing.c2s', '--data', 'd.npz'], ['inspect', 'missing.keras'], ['frobnicate'],\n"
+        "             ['convert', 'missing.onnx', '--calibration', 'c.npz', '-o', 'x.c2s', '--percentile', '99']):\n"
         "    if argv == ['convert', '--help']:\n"
         "        continue  # lists the schemes' option flags: needs them imported\n"
         "    try:\n"
@@ -368,6 +369,7 @@ def test_help_version_and_argument_errors_do_not_import_torch(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.stdout.strip().splitlines()[-1] == "[]", r.stdout + r.stderr
     assert "missing.c2s' does not exist" in r.stderr and "missing.keras' does not exist" in r.stderr
+    assert "convert2snn convert: error: model file 'missing.onnx' does not exist" in r.stderr
 
 
 def test_convert_help_lists_the_option_flags(capsys):
@@ -386,3 +388,36 @@ def test_scale_takes_a_number_or_a_fraction(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "s.c2s", "--data", "d.npz", "--scale", "1/0"])
     assert "expected a number or a fraction such as 1/255, got '1/0'" in capsys.readouterr().err
+
+
+def test_unscaled_uint8_calibration_data_is_warned_about_in_one_line(workdir, tmp_path):
+    with np.load(workdir / "data.npz") as f:
+        np.savez(tmp_path / "raw.npz", x_train=(f["x_train"] * 255).astype(np.uint8))
+    r = run(
+        "convert",
+        "model.onnx",
+        "--calibration",
+        str(tmp_path / "raw.npz"),
+        "-o",
+        str(tmp_path / "s.c2s"),
+        "-q",
+        cwd=workdir,
+        show_warnings=True,
+    )
+    assert r.returncode == 0, r.stderr
+    warning = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert len(warning) == 1 and warning[0].startswith("convert2snn: warning: calibration_data is uint8")
+    r = run(
+        "convert",
+        "model.onnx",
+        "--calibration",
+        str(tmp_path / "raw.npz"),
+        "--scale",
+        "1/255",
+        "-o",
+        str(tmp_path / "s.c2s"),
+        "-q",
+        cwd=workdir,
+        show_warnings=True,
+    )
+    assert r.returncode == 0 and "warning" not in r.stderr
