@@ -412,7 +412,7 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=90)
+    fig, ax = plt.subplots(figsize=(9.5, 4.2), dpi=90)
     styles = {"ours": "-", "sj": "--"}
     for kind in ("ours", "sj"):
         for r in results[kind]:
@@ -450,9 +450,9 @@ def plot(results: dict, path: Path) -> None:
         f"{results.get('title', 'LeNet-style CNN on MNIST')} ({results['test_samples']} test images)", fontsize=9
     )
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)  # beside the data
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -350,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             row = run_model(key, ZOO[key])
             result["rows"].append(row)
             log(json.dumps(row, default=float)[:600])
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1, default=float))  # kept if a later model is stopped
         print(table(result["rows"]))
     if args.scaling_only or not args.skip_scaling:
         result["scaling"] = scaling()
