@@ -315,7 +315,8 @@ class Scheme:
                 grouped.setdefault(problem[:2], []).append(layer)
             lines = [f"  - {_layer_list(layers)}: {what}. {hint}" for (what, hint), layers in grouped.items()]
             raise UnsupportedLayerError(
-                f"{len(problems)} layer(s) cannot be converted with conversion_type={self.name!r}:\n"
+                f"{len(dict.fromkeys(layer for layer, _ in problems))} layer(s) cannot be converted with "
+                f"conversion_type={self.name!r}:\n"
                 + "\n".join(lines),
                 layer=problems[0][0],
                 op=problems[0][1][2],
@@ -516,7 +517,9 @@ class Scheme:
 
 
 def _layer_list(layers: list[str], shown: int = 4) -> str:
-    """ "layer 'a'", or "layers 'a', 'b', 'c', 'd' and 12 more"."""
+    """ "layer 'a'", or "layers 'a', 'b', 'c', 'd' and 12 more" (each layer once: several ops of one
+    Keras layer, e.g. hard-swish's add, clip and multiply, are one layer to the user)."""
+    layers = list(dict.fromkeys(layers))
     if len(layers) == 1:
         return f"layer '{layers[0]}'"
     names = ", ".join(f"'{name}'" for name in layers[:shown])

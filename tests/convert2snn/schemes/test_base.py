@@ -138,3 +138,27 @@ def test_refusals_declared_by_one_scheme_stay_its_own():
         assert strict.refusal(nn.GELU())[0].startswith("GELU: not a ReLU-like activation")  # inherited
     finally:
         del Strict.refusals[nn.Threshold]
+
+
+def test_a_layer_made_of_several_refused_ops_is_named_and_counted_once():
+    """Keras's hard-swish is an add, a clip and a multiply of one layer: one layer to the user."""
+
+    class Gates(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = self.fc(x)
+            return (h * h) * (h * h)  # three products of two tensors: one refusal, three ops
+
+    ann = convert2snn.bridge(Gates(), torch.zeros(1, 4))
+    scheme = schemes.create("rate")
+    refused = [layer for layer, _ in scheme.problems(ann, ann.bridge_info.layers)]
+    # all of them one layer, as Keras's hard-swish is
+    names = {node: "block" if layer in refused else layer for node, layer in ann.bridge_info.layers.items()}
+    with pytest.raises(UnsupportedLayerError) as err:
+        scheme.check(ann, names)
+    message = str(err.value)
+    assert len(refused) >= 3
+    assert message.startswith("1 layer(s) cannot be converted") and message.count("'block'") == 1
