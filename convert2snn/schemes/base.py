@@ -316,8 +316,7 @@ class Scheme:
             lines = [f"  - {_layer_list(layers)}: {what}. {hint}" for (what, hint), layers in grouped.items()]
             raise UnsupportedLayerError(
                 f"{len(dict.fromkeys(layer for layer, _ in problems))} layer(s) cannot be converted with "
-                f"conversion_type={self.name!r}:\n"
-                + "\n".join(lines),
+                f"conversion_type={self.name!r}:\n" + "\n".join(lines),
                 layer=problems[0][0],
                 op=problems[0][1][2],
             )
