@@ -24,7 +24,9 @@ REFUSED = {
     "keras:MobileNetV3Small": ("Multiply of two tensors",),
 }
 # model → words of its refusal by the bridge (ops ONNX or onnx2torch cannot express)
-REFUSED_BY_THE_BRIDGE = {"keras:ConvNeXtTiny": ("grouped Conv2D", "Keras layer 'convnext_tiny_stage_0_block_0_depthwise_conv'")}
+REFUSED_BY_THE_BRIDGE = {
+    "keras:ConvNeXtTiny": ("grouped Conv2D", "Keras layer 'convnext_tiny_stage_0_block_0_depthwise_conv'"),
+}
 
 
 def _check_converted(row: dict) -> None:
