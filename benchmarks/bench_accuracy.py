@@ -20,15 +20,20 @@ What it does (all in one run, one process for the SNN side; TensorFlow only in c
 3. convert2snn's other codes with their defaults, same ANN and calibration images: population
    (n = 16) at every T, temporal single-spike (``code="ttfs"``, K = 4, 8, 16, 32, each at its latency
    (depth + 1)·K) and temporal phase (``code="phase"``, K = 8) at every T.
-4. SpikingJelly 2.0's own converter (`ann2snn.Converter` + `RateCodingRecipe` /
+4. convert2snn tuned for each target T (``--recipe-T``): the default conversion tuned with
+   `convert2snn.tune` for every recipe set of ``--recipes`` (``auto``: the combination that agrees
+   best with the ANN on the calibration samples), each evaluated at its own T; and burst spikes
+   (``max_spikes_per_step`` ∈ ``--bursts``, untuned, every T), spikes counted as spikes.
+5. SpikingJelly 2.0's own converter (`ann2snn.Converter` + `RateCodingRecipe` /
    `LocalThresholdBalancingRecipe`) on the SAME torch ANN (convert2snn's bridged clean graph as a
    plain `nn.Sequential` of the same modules, final softmax dropped), the same calibration images,
    evaluated as its tutorial does: `reset_net` per batch, the image fed at every step, outputs
    accumulated over T.
-5. Timings: conversion time, simulation throughput (images/s at T = 32, same batch size), and
+6. Timings: conversion time, simulation throughput (images/s at T = 32, same batch size), and
    the ANN's throughput for the ratio t_SNN(T) / (T · t_ANN).
 
-Outputs: ``--json`` (every number), ``--plot`` (accuracy vs T), and a Markdown table on stdout.
+Outputs: ``--json`` (every number), ``--plot`` (accuracy vs T), ``<dataset>_recipes.png`` (accuracy
+vs T and vs spikes per neuron: every recipe beside SpikingJelly's), and a Markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -204,6 +209,51 @@ def run_code(source, name: str, kind: str, options: dict, x_cal, x, y, timesteps
         "simulate_wall_s": sim.wall,
         "simulate_cpu_s": sim.cpu,
     }
+
+
+def run_tuned(snn, calibration: str, x_cal, x, y, targets, batch: int) -> dict:
+    """``snn`` tuned for each T of ``targets`` with ``calibration`` recipes, each evaluated at its own T."""
+    import convert2snn
+
+    rows = []
+    for t in targets:
+        with Clock() as tuning:
+            tuned = convert2snn.tune(snn, x_cal, timesteps=t, recipes=calibration)
+        res = tuned.evaluate(x, y, timesteps=[t], batch_size=batch, correlation=False)
+        info = tuned.report.tuning
+        rows.append(
+            {
+                "T": t,
+                "accuracy": res.accuracy[0],
+                "spikes_per_neuron": res.spikes_per_neuron[0],
+                "recipes": info["recipes"],
+                "agreement": info["agreement"],
+                "samples": info["samples"],
+                "seconds": info["seconds"],
+                "tune_wall_s": tuning.wall,
+            }
+        )
+        log(
+            f"  tuned {calibration} for T={t}: {100 * res.accuracy[0]:.2f} % ({res.spikes_per_neuron[0]:.3g} "
+            f"spikes/neuron), recipes {'+'.join(info['recipes']) or 'none'}, tuning {tuning.wall:.0f} s on "
+            f"{info['samples']} samples"
+        )
+    return {
+        "name": f"tuned for T, {calibration}",
+        "calibration": calibration,
+        "samples": len(x),
+        "timesteps": [r["T"] for r in rows],
+        "accuracy": [r["accuracy"] for r in rows],
+        "spikes_per_neuron": [r["spikes_per_neuron"] for r in rows],
+        "per_T": rows,
+    }
+
+
+def run_burst(source, burst: int, x_cal, x, y, timesteps, batch: int, progress: bool) -> dict:
+    """The default conversion with bursts of up to ``burst`` spikes a step, untuned, at every T."""
+    row, _ = run_ours(source, {**DEFAULT_CFG, "max_spikes_per_step": burst}, x_cal, x, y, timesteps, batch, progress)
+    row["name"] = f"burst Γ={burst}"
+    return row
 
 
 # -- 3. SpikingJelly ------------------------------------------------------------------------------------
@@ -456,6 +506,46 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_recipes(results: dict, path: Path) -> None:
+    """Accuracy vs T and accuracy vs spikes per neuron: the recipes, bursts and SpikingJelly's recipes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = results["test_samples"]
+    series = [("ours default", r, "-") for r in results["ours"][:1]]
+    series += [("ours " + r["name"], r, "-") for r in results.get("recipes", []) + results.get("bursts", [])]
+    series += [("SpikingJelly " + r["name"], r, "--") for r in results["sj"]]
+    fig, (by_t, by_spikes) = plt.subplots(1, 2, figsize=(12, 4.4), dpi=90)
+    for label, r, style in series:
+        if r["samples"] != full:
+            continue
+        acc = [100 * a for a in r["accuracy"]]
+        line = by_t.plot(r["timesteps"], acc, style, marker="o", ms=3, label=label)[0]
+        by_spikes.plot(r["spikes_per_neuron"], acc, style, marker="o", ms=3, color=line.get_color())
+    for ax in (by_t, by_spikes):
+        ax.axhline(100 * results["ann_accuracy"], color="k", lw=1, ls=":")
+        ax.grid(True, alpha=0.3)
+        ax.set_ylabel("test accuracy (%)")
+    by_t.set_xscale("log", base=2)
+    ts = results["timesteps"]
+    by_t.set_xticks(ts)
+    by_t.set_xticklabels([str(t) for t in ts])
+    by_t.set_xlabel("timesteps T")
+    by_spikes.set_xscale("log")
+    by_spikes.set_xlabel("spikes per neuron per image")
+    fig.suptitle(
+        f"{results.get('title', '')}: recipes for few timesteps ({full} test images; ANN "
+        f"{100 * results['ann_accuracy']:.2f} %, dotted)",
+        fontsize=9,
+    )
+    fig.legend(*by_t.get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+
+
 def markdown(results: dict) -> str:
     ts = results["timesteps"]
     ann = 100 * results["ann_accuracy"]
@@ -471,6 +561,7 @@ def markdown(results: dict) -> str:
         sep,
     ]
     rows = [("ours " + r["name"] + (" (default)" if r["config"] == DEFAULT_CFG else ""), r) for r in results["ours"]]
+    rows += [("ours " + r["name"], r) for r in results.get("bursts", [])]
     rows += [(r["name"], r) for r in results["sj"]]
     full = [x for x in rows if x[1]["samples"] == results["test_samples"]]
     part = [x for x in rows if x[1]["samples"] != results["test_samples"]]
@@ -479,6 +570,20 @@ def markdown(results: dict) -> str:
     lines += ["", "Spikes per neuron per image (all spiking layers):", "", head, sep]
     for name, r in full:
         lines.append(f"| {name} | {r['samples']} | " + " | ".join(f"{s:.3g}" for s in r["spikes_per_neuron"]) + " |")
+    if results.get("recipes"):
+        targets = results["recipes"][0]["timesteps"]
+        rhead = "| recipes (tuned for each T) | n | " + " | ".join(f"T={t}" for t in targets) + " |"
+        rsep = "|---|---:|" + "---:|" * len(targets)
+        lines += ["", "Tuned for each T (`convert2snn.tune`; accuracy % / spikes per neuron):", "", rhead, rsep]
+        for r in results["recipes"]:
+            cells = [f"{100 * a:.2f} / {s:.3g}" for a, s in zip(r["accuracy"], r["spikes_per_neuron"])]
+            lines.append(f"| {r['calibration']} | {r['samples']} | " + " | ".join(cells) + " |")
+        auto = next((r for r in results["recipes"] if r["calibration"] == "auto"), None)
+        if auto:
+            lines.append(
+                "\n'auto' chose: "
+                + ", ".join(f"T={row['T']}: {'+'.join(row['recipes']) or 'none'}" for row in auto["per_T"])
+            )
     if results.get("codes"):
         lines += [
             "",
@@ -512,6 +617,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-grid", action="store_true")
     p.add_argument("--skip-codes", action="store_true", help="skip population / temporal")
     p.add_argument("--sj-methods", nargs="*", default=list(SJ_METHODS))
+    p.add_argument("--skip-recipes", action="store_true", help="skip the conversions tuned for each T and bursts")
+    p.add_argument(
+        "--recipes",
+        nargs="*",
+        default=["auto", "bias", "threshold", "threshold+bias", "bias+potential", "threshold+bias+potential"],
+        help="calibration recipe sets to tune with (convert2snn.tune)",
+    )
+    p.add_argument("--recipe-T", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32], help="target latencies")
+    p.add_argument("--bursts", type=int, nargs="*", default=[2, 4], help="max_spikes_per_step values")
     p.add_argument("--json", type=Path, default=None, help="default benchmarks/results/<dataset>_results.json")
     p.add_argument("--plot", type=Path, default=None, help="default benchmarks/results/<dataset>_accuracy_vs_T.png")
     p.add_argument("--progress", action="store_true")
@@ -569,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         "ours": [],
         "sj": [],
         "codes": [],
+        "recipes": [],
+        "bursts": [],
     }
 
     # -- ours, default config, from the .keras file (the full pipeline incl. the TensorFlow export child)
@@ -594,6 +710,16 @@ def main(argv: list[str] | None = None) -> int:
             results["ours"].append(
                 run_ours(onnx_path, best["config"], x_cal, x, y, timesteps, args.batch, args.progress)[0]
             )
+
+    # -- tuned for each target T, and bursts
+    if not args.skip_recipes:
+        targets = [t for t in args.recipe_T if t <= args.max_T]
+        log(f"recipes tuned for T = {targets} on {len(x)} test images")
+        for calibration in args.recipes:
+            results["recipes"].append(run_tuned(snn, calibration, x_cal, x, y, targets, args.batch))
+            args.json.write_text(json.dumps(results, indent=1))  # partial results survive an interruption
+        for burst in args.bursts:
+            results["bursts"].append(run_burst(onnx_path, burst, x_cal, x, y, timesteps, args.batch, args.progress))
 
     # -- the other codes with their defaults
     if not args.skip_codes:
@@ -642,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.json.write_text(json.dumps(results, indent=1))
     plot(results, args.plot)
+    if results["recipes"] or results["bursts"]:
+        plot_recipes(results, args.plot.with_name(f"{args.dataset}_recipes.png"))
     print()
     print(markdown(results))
     print()

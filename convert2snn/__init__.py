@@ -6,7 +6,8 @@
 
 The pipeline (`convert2snn.stages`): `bridge` (model → clean torch graph, `bridges`) →
 `calibrate` (λ per layer, `statistics`) → `build` (the scheme's rules, `schemes` and `graph`;
-neurons in `neurons`) → `SpikingModel` (`model`: simulation in `simulate`, metrics in `metrics`).
+neurons in `neurons`) → optionally `tune` (rate, for a target latency: `recipes`) → `SpikingModel`
+(`model`: simulation in `simulate`, metrics in `metrics`).
 `tools` holds the sweep, the SpKeras front end, NIR export and plots; `cli` the command line.
 """
 
@@ -24,6 +25,7 @@ _EXPORTS = {
     "bridge": "stages",
     "calibrate": "stages",
     "build": "stages",
+    "tune": "stages",
     "sweep": "tools.sweep",
     "SpikingModel": "model",
     "EvaluationResult": "metrics",
@@ -41,6 +43,7 @@ __all__ = [  # = the keys of _EXPORTS (a test checks), spelled out for linters a
     "bridge",
     "calibrate",
     "build",
+    "tune",
     "sweep",
     "SpikingModel",
     "EvaluationResult",
@@ -64,7 +67,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
     )
     from .metrics import EvaluationResult
     from .model import SpikingModel
-    from .stages import bridge, build, calibrate, convert, load
+    from .stages import bridge, build, calibrate, convert, load, tune
     from .tools.sweep import sweep
 
 

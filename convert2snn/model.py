@@ -6,6 +6,7 @@ does, and `convert2snn.load` rebuilds a saved model).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -60,12 +61,15 @@ class SpikingModel:
         scales: dict[str, torch.Tensor],
         scheme: Scheme,
         report: ConversionReport,
+        calibration_report: ConversionReport | None = None,
     ):
         self.ann = ann
         self.network = network
         self.scales = scales
         self.scheme = scheme
         self.report = report
+        # the report as calibration left it, before building added to it (what `stages.tune` rebuilds from)
+        self.calibration_report = copy.deepcopy(report) if calibration_report is None else calibration_report
         # kept here too: a deep copy of a GraphModule drops attributes it does not know
         self.bridge_info: BridgeInfo = ann.bridge_info
         self.sources: dict[str, str] = dict(network.snn_sources)  # SNN module → the ANN node it stands for

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 
 from bridges.status import shown, status
 
-__all__ = ["progress_bar", "status"]
+__all__ = ["progress_bar", "shown", "status"]
 
 T = TypeVar("T")
 

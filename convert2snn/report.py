@@ -21,6 +21,9 @@ class ConversionReport:
     # the calibration inputs' range and dtype (`convert2snn.inputs.InputRange.as_dict`): inputs far
     # outside it get a warning from predict / evaluate
     calibration_inputs: dict[str, Any] | None = None
+    # a conversion tuned for a latency (`convert2snn.stages.tune`): the target T, the recipes, the
+    # calibration samples and seconds they used, and each layer's output error before / after
+    tuning: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict (saved with the model; `ConversionReport(**d)` reads it back)."""
@@ -31,6 +34,7 @@ class ConversionReport:
             "approximations": self.approximations,
             "notes": self.notes,
             "calibration_inputs": self.calibration_inputs,
+            "tuning": self.tuning,
         }
 
     def __str__(self) -> str:
@@ -42,6 +46,15 @@ class ConversionReport:
                 lines.append(f"  input range[{layer}] = [{s['low']:.4g}, {s['high']:.4g}]")
             else:
                 lines.append(f"  λ[{layer}] = " + ", ".join(f"{k}={v:.4g}" for k, v in s.items()))
+        if self.tuning:
+            t = self.tuning
+            spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in t["seconds"].items())
+            tried = ", ".join(f"{name} {share:.1%}" for name, share in t["agreement"].items())
+            lines.append(
+                f"  tuned for T = {t['timesteps']} with {'+'.join(t['recipes']) or 'nothing (untuned was best)'} "
+                f"({t['chosen_by']}: {tried}) on {t['samples']} calibration samples ({spent}); layer output "
+                f"error vs the ANN {t['error_before']:.4g} → {t['error_after']:.4g}"
+            )
         lines += [f"  approximation: {a}" for a in self.approximations]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)

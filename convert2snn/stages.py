@@ -4,6 +4,7 @@
     scheme = schemes.create("rate", {...})           # the options, validated, and the scheme's rules
     calibration = calibrate(ann, x_calib, scheme)    # λ per activation (+ the statistics behind them)
     snn = build(ann, calibration, scheme)            # SpikingModel: the SNN, checked for exactness
+    snn = tune(snn, x_calib, timesteps=8)            # optional: tuned for a latency (rate; recipes)
 
 `convert` is these steps with everything checked before any slow work: option names and values,
 the calibration data, the input shape (for a .keras file before TensorFlow starts), then every
@@ -34,10 +35,11 @@ from .graph.serialize import graph_from_spec
 from .inputs import InputRange, as_tensor, check_input_shape
 from .model import FORMAT_NAME, FORMAT_VERSION, SpikingModel
 from .progress import status
+from .recipes import AUTO_CANDIDATES, tune_layers
 from .report import ConversionReport
 from .schemes.base import Scheme
 from .sequence import propagate_shapes
-from .statistics import LayerStatistics, collect_statistics, input_key
+from .statistics import LayerStatistics, collect_statistics, input_key, measured_key
 
 # Calibration samples on which the bridge checks the clean ANN against the model (in its own range).
 CHECK_SAMPLES = 4
@@ -125,7 +127,120 @@ def build(ann: fx.GraphModule, calibration: Calibration, scheme: Scheme) -> Spik
     report = copy.deepcopy(calibration.report)
     with status("building the spiking network and checking its limit against the ANN", scheme.options.progress):
         network = _network(ann, calibration.scales, scheme, report)
-    return SpikingModel(ann, network, calibration.scales, scheme, report)
+    return SpikingModel(ann, network, calibration.scales, scheme, report, calibration_report=calibration.report)
+
+
+def tune(
+    snn: SpikingModel,
+    data: Any,
+    timesteps: int | None = None,
+    recipes: str | None = None,
+    samples: int | None = None,
+) -> SpikingModel:
+    """A rate-coded ``snn`` tuned for ``timesteps`` steps on calibration ``data`` (the model's own layout,
+    no labels): each neuron layer, in the network's order, tuned on its actual input by the recipes of
+    `convert2snn.recipes`. ``recipes``: names joined by '+' (e.g. "threshold+bias"), or "auto":
+    each of `AUTO_CANDIDATES` (untuned included) is tried, and a recipe is kept only where its T-step
+    predictions agree with the ANN's on clearly more calibration samples than the untuned network's
+    and the previous best's (paired counts, two standard deviations). Returns a new `SpikingModel` whose report
+    says what was tuned, on how many samples, in how long; ``snn`` is not changed. Arguments left None
+    come from ``snn``'s options."""
+    if snn.conversion_type != "rate":
+        raise InvalidInputError(
+            f"tuning for a latency is defined for conversion_type='rate' (this model is {snn.conversion_type!r}): "
+            "population and temporal codes are set by n / period instead"
+        )
+    changes = {
+        key: value
+        for key, value in (("timesteps", timesteps), ("recipes", recipes), ("tuning_samples", samples))
+        if value is not None
+    }
+    options = schemes.create("rate", {**snn.options.as_dict(), **changes}).options
+    if not options.tuned:
+        raise InvalidInputError(
+            "tune needs a target latency and a recipe: e.g. tune(snn, x, timesteps=8) (recipes='auto')"
+        )
+    x = check_input_shape(as_tensor(data, "calibration_data"), snn.bridge_info, "calibration_data")
+    report = copy.deepcopy(snn.calibration_report)
+    # a tuned model is tuned again from the λ calibration measured
+    measured = {k: snn.scales.get(measured_key(k), v) for k, v in snn.scales.items() if ":" not in k}
+    start = snn if len(measured) == len(snn.scales) else build(snn.ann, Calibration(measured, report), snn.scheme)
+    automatic = str(options.recipes).strip().lower() == "auto"
+    candidates = AUTO_CANDIDATES if automatic else (options.recipe_names(),)
+    tried: dict[str, float] = {}
+    spent: dict[str, float] = {}
+    best = untuned = None
+    for names in candidates:
+        result = tune_layers(
+            start, x, options.timesteps, names, samples=options.tuning_samples, progress=options.progress
+        )
+        agrees = _agrees(snn.ann, x[: result.samples], result.outputs, options.batch_size)
+        tried["+".join(names) or "none"] = float(agrees.float().mean())
+        for name, seconds in result.seconds.items():
+            spent[name] = spent.get(name, 0.0) + seconds
+        if not names:
+            untuned = agrees
+        # a candidate replaces the best so far only when it agrees with the ANN on clearly more samples
+        # (paired: gained minus lost above 2 standard deviations), so that noise does not pick a recipe
+        if best is None or _clearly_better(agrees, best[2]) and (untuned is None or _clearly_better(agrees, untuned)):
+            best = (names, result, agrees)
+    names, result, _ = best
+    if not names:  # untuned won: the model as it was, with the comparison in its report
+        report.tuning = _tuning_entry(options.timesteps, names, result, tried, spent, automatic)
+        return build(snn.ann, Calibration(measured, report), snn.scheme)
+    options.recipes = "+".join(names) if not automatic else "auto"
+    report.options = options.as_dict()
+    layers = snn.ann.bridge_info.layers
+    for node in measured:
+        report.scales[layers.get(node, node)] = _scale_entry(result.scales[node])
+    report.tuning = _tuning_entry(options.timesteps, names, result, tried, spent, automatic)
+    return build(snn.ann, Calibration(result.scales, report), type(snn.scheme)(options))
+
+
+@torch.no_grad()
+def _agrees(ann: fx.GraphModule, x: torch.Tensor, outputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Per sample: does the SNN's T-step prediction equal the ANN's?"""
+    predicted = torch.cat([ann(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]).argmax(1)
+    return outputs.reshape(outputs.shape[0], -1).argmax(1) == predicted
+
+
+def _clearly_better(agrees: torch.Tensor, other: torch.Tensor) -> bool:
+    """``agrees`` beats ``other`` on the same samples by more than twice the noise of a paired count."""
+    gained = int((agrees & ~other).sum())
+    lost = int((other & ~agrees).sum())
+    return gained - lost > 2.0 * (gained + lost) ** 0.5
+
+
+def _tuning_entry(
+    timesteps: int,
+    names: tuple[str, ...],
+    result,
+    tried: dict[str, float],
+    spent: dict[str, float],
+    automatic: bool,
+) -> dict:
+    """The report's record of a tuning (see `ConversionReport.tuning`); ``spent``: seconds per recipe over
+    every candidate tried (the shared simulation under "simulation")."""
+    before = [b for b, _ in result.errors.values()]
+    after = [a for _, a in result.errors.values()]
+    return {
+        "timesteps": timesteps,
+        "recipes": list(names),
+        "chosen_by": "agreement with the ANN on the calibration samples" if automatic else "recipes option",
+        "agreement": tried,  # recipes → fraction of calibration samples predicted as the ANN does, at T
+        "samples": result.samples,
+        "seconds": {name: round(seconds, 3) for name, seconds in spent.items()},
+        "error_before": sum(before) / max(len(before), 1),
+        "error_after": sum(after) / max(len(after), 1),
+        "layers": {layer: {"before": b, "after": a} for layer, (b, a) in result.errors.items()},
+    }
+
+
+def _scale_entry(lam: torch.Tensor) -> dict[str, float]:
+    flat = lam.reshape(-1)
+    if flat.numel() == 1:
+        return {"lambda": float(flat[0])}
+    return {"min": float(flat.min()), "mean": float(flat.mean()), "max": float(flat.max())}
 
 
 def convert(
@@ -153,6 +268,11 @@ def convert(
     layers the conversion type cannot represent. The user's model is never modified.
     """
     scheme = schemes.create(conversion_type, options)
+    if calibration_data is None and scheme.name == "rate" and scheme.options.tuned:
+        raise InvalidInputError(
+            f"timesteps={scheme.options.timesteps} tunes the conversion on calibration data: pass calibration_data "
+            "(a few hundred training inputs; no labels needed)"
+        )
     x_cal = None
     if calibration_data is not None:
         x_cal = as_tensor(calibration_data, "calibration_data")
@@ -174,7 +294,10 @@ def convert(
     calibration = calibrate(ann, x_cal, scheme)
     if x_cal is not None:  # the dtype as the user passed it, not the float32 copy's
         calibration.report.calibration_inputs = calibrated_on.as_dict()
-    return build(ann, calibration, scheme)
+    snn = build(ann, calibration, scheme)
+    if scheme.name == "rate" and scheme.options.tuned:
+        snn = tune(snn, x_cal)
+    return snn
 
 
 def _calibration_range(data: Any, x: torch.Tensor, strict: bool) -> InputRange:
@@ -209,12 +332,17 @@ def load(path: str | os.PathLike) -> SpikingModel:
     ann.bridge_info = BridgeInfo.from_dict(meta["bridge_info"])
     scheme = schemes.create(meta["conversion_type"], meta["options"])
     scales = dict(payload["scales"])
-    network = _network(ann, scales, scheme, ConversionReport(scheme.name, scheme.options.as_dict()))
+    built = ConversionReport(scheme.name, scheme.options.as_dict())
+    network = _network(ann, scales, scheme, built)
     # files written before the folded scales' modules were removed also hold those (unused) buffers
     missing = network.load_state_dict(payload["snn_state"], strict=False).missing_keys
     if missing:
         raise InvalidInputError(f"'{path}' lacks the network's {', '.join(missing[:5])}: it is truncated or damaged")
-    return SpikingModel(ann, network, scales, scheme, ConversionReport(**meta["report"]))
+    report = ConversionReport(**meta["report"])
+    calibration_report = copy.deepcopy(report)  # the report before building: without what building adds
+    calibration_report.notes = [note for note in report.notes if note not in built.notes]
+    calibration_report.tuning = None
+    return SpikingModel(ann, network, scales, scheme, report, calibration_report=calibration_report)
 
 
 def _network(

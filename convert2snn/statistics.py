@@ -163,6 +163,23 @@ def input_key(node: str) -> str:
     return node + _INPUT_HIGH
 
 
+# A calibration's per-node tensors (`convert2snn.stages.Calibration.scales`) hold λ under the node's
+# name and, for a conversion tuned to a latency (`convert2snn.recipes`), corrections under these keys.
+def offset_key(node: str) -> str:
+    """The key of ``node``'s tuned bias: a per-channel offset added to its pre-activation (ANN units)."""
+    return node + ":offset"
+
+
+def measured_key(node: str) -> str:
+    """The key of ``node``'s λ as calibration measured it, kept where tuning changed λ (to tune again from)."""
+    return node + ":measured"
+
+
+def potential_key(node: str) -> str:
+    """The key of ``node``'s tuned initial membrane potential (a fraction of the threshold, per channel)."""
+    return node + ":v_init"
+
+
 # -- data-free bounds --------------------------------------------------------------------------
 class _IntervalInterpreter(fx.Interpreter):
     """Propagates elementwise [low, high] bounds through a clean graph (interval arithmetic): every

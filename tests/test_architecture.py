@@ -116,6 +116,7 @@ def test_the_pipeline_is_visible_in_the_file_list():
         "schemes/rate.py",
         "schemes/population.py",
         "schemes/temporal.py",
+        "recipes/layerwise.py",
         "graph/builder.py",
         "graph/normalize.py",
         "graph/limits.py",

@@ -22,6 +22,7 @@ from bridges import ops
 from bridges.modules import OutputSoftmax
 
 from ..neurons import has_limit
+from ..statistics import offset_key
 
 # How far an SNN's T → ∞ limit may differ from the λ-clipped ANN (relative): float32 rounding only.
 LIMIT_TOLERANCE = 1e-4
@@ -34,11 +35,14 @@ def replace_module(gm: nn.Module, target: str, module: nn.Module) -> None:
 
 
 class _Clamp(nn.Module):
-    def __init__(self, high: torch.Tensor):
+    def __init__(self, high: torch.Tensor, offset: torch.Tensor | None = None):
         super().__init__()
         self.register_buffer("high", high)
+        self.register_buffer("offset", offset)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.offset is not None:
+            x = x + self.offset
         return torch.minimum(torch.relu(x), self.high)
 
 
@@ -64,7 +68,8 @@ class _Quantize(nn.Module):
 
 
 def clipped_ann(ann: fx.GraphModule, scales: dict[str, torch.Tensor]) -> fx.GraphModule:
-    """The ANN the SNN converges to: activations clipped at λ, final softmax removed."""
+    """The ANN the SNN converges to: activations clipped at λ (after a tuned bias, where the scales hold
+    one: `convert2snn.statistics.offset_key`), final softmax removed."""
     gm = copy.deepcopy(ann)
     for node in gm.graph.nodes:
         if node.op == "call_module":
@@ -72,7 +77,7 @@ def clipped_ann(ann: fx.GraphModule, scales: dict[str, torch.Tensor]) -> fx.Grap
             if node.name in scales and isinstance(mod, ops.SCALAR_ACTIVATIONS):
                 replace_module(gm, node.target, _ClampedInput(mod, scales[node.name]))
             elif node.name in scales:
-                replace_module(gm, node.target, _Clamp(scales[node.name]))
+                replace_module(gm, node.target, _Clamp(scales[node.name], scales.get(offset_key(node.name))))
             elif isinstance(mod, OutputSoftmax):
                 replace_module(gm, node.target, nn.Identity())
     gm.recompile()

@@ -90,6 +90,7 @@ def normalize(snn: fx.GraphModule, example: torch.Tensor) -> int:
                         for neighbour in (changed, *changed.all_input_nodes, *changed.users):
                             push(neighbour)
                 break
+    rewrites += _fold_biases(snn)
     snn.graph.eliminate_dead_code()
     snn.graph.lint()
     snn.delete_all_unused_submodules()  # the folded scales' modules: not in the model's state or its files
@@ -121,6 +122,31 @@ def _fold_into_producer(gm: fx.GraphModule, node: fx.Node) -> _Change | None:
     node.replace_all_uses_with(producer)
     gm.graph.erase_node(node)
     return _Change([producer, *users], [node])
+
+
+def _fold_biases(gm: fx.GraphModule) -> int:
+    """Bias-only Affines (a tuned conversion's corrections) after a Conv/Linear with no other consumer
+    → added to its bias; one pass in graph order, after the scales have been folded."""
+    folded = 0
+    for node in list(gm.graph.nodes):
+        inner = _seq_inner(gm, node)
+        if not (isinstance(inner, Affine) and inner.scale is None and inner.bias is not None):
+            continue
+        producer = node.args[0]
+        layer = _seq_inner(gm, producer)
+        if not isinstance(layer, ops.WEIGHTED) or len(producer.users) != 1:
+            continue
+        out_shape = tuple(producer.meta["tensor_meta"].shape[2:])
+        vector = _per_channel(
+            inner.bias, out_shape, channel_axis=len(out_shape) - 1 if isinstance(layer, nn.Linear) else 0
+        )
+        if vector is None:
+            continue
+        fold_output_affine(layer, None, vector)
+        node.replace_all_uses_with(producer)
+        gm.graph.erase_node(node)
+        folded += 1
+    return folded
 
 
 def _fold_into_consumers(gm: fx.GraphModule, node: fx.Node) -> _Change | None:

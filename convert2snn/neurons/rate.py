@@ -22,19 +22,24 @@ class IFNeuron(SpikingNode, BaseNode):
     """Integrate-and-fire neuron with reset by subtraction and a configurable initial potential.
 
     The membrane starts at ``v_init * v_threshold`` (0.5: "error centering", the spike-count
-    error becomes zero-mean instead of always negative). With ``tau`` set, the membrane
-    leaks: ``v ← v·(1 − 1/tau) + x`` (a LIF neuron with the same reset).
+    error becomes zero-mean instead of always negative); ``v_init`` is a number or a tensor that
+    broadcasts to one sample (per channel: tuned by ``recipes="potential"``). With ``tau`` set,
+    the membrane leaks: ``v ← v·(1 − 1/tau) + x`` (a LIF neuron with the same reset).
+    With ``max_spikes`` Γ > 1 it fires bursts (Li & Zeng, IJCAI 2022): up to Γ spikes in one step,
+    ``floor(v/θ)`` clamped to [0, Γ], each subtracting θ, so no charge above the threshold is lost;
+    its output is the spike count (counted as that many spikes by every metric).
     In eval / no-grad mode a tight tensor loop runs; in training the surrogate-gradient path.
     """
 
     def __init__(
         self,
         v_threshold: float = 1.0,
-        v_init: float = 0.5,
+        v_init: float | torch.Tensor = 0.5,
         tau: float | None = None,
         surrogate_function: surrogate.SurrogateFunctionBase | None = None,
         detach_reset: bool = True,
         step_mode: str = "m",
+        max_spikes: int = 1,
     ):
         super().__init__(
             v_threshold=float(v_threshold),
@@ -43,25 +48,46 @@ class IFNeuron(SpikingNode, BaseNode):
             detach_reset=detach_reset,
             step_mode=step_mode,
         )
-        self.v_init = float(v_init)
+        if isinstance(v_init, torch.Tensor) and v_init.numel() > 1:
+            self.register_buffer("v_init", v_init.detach().float().clone())  # per channel: saved, moved with .to
+        else:
+            self.v_init = float(v_init)
         self.tau = None if tau is None else float(tau)
+        if int(max_spikes) < 1:
+            raise ValueError(f"max_spikes must be ≥ 1, got {max_spikes}")
+        self.max_spikes = int(max_spikes)
         start = self.v_init * self.v_threshold
-        self.set_reset_value("v", start)
-        self.v = start
+        self.set_reset_value("v", start if isinstance(start, float) else None)
+        self.v = start if isinstance(start, float) else None
+
+    @property
+    def uniform_start(self) -> bool:
+        """True when every neuron starts at the same potential (a number ``v_init``)."""
+        return isinstance(self.v_init, float)
 
     def extra_repr(self) -> str:
         """Threshold, initial potential (fraction of θ), ``tau`` when leaky, and step mode."""
         leak = f", tau={self.tau}" if self.tau else ""
-        return f"v_threshold={self.v_threshold}, v_init={self.v_init}{leak}, step_mode={self.step_mode}"
+        start = (
+            self.v_init
+            if self.uniform_start
+            else f"per channel in [{float(self.v_init.min()):.3g}, {float(self.v_init.max()):.3g}]"
+        )
+        burst = f", max_spikes={self.max_spikes}" if self.max_spikes > 1 else ""
+        return f"v_threshold={self.v_threshold}, v_init={start}{leak}{burst}, step_mode={self.step_mode}"
 
     def materialize_states(self, inputs, states, step_mode):
-        """The membrane for this input: filled with its scalar value (or ``v_init``·θ) when missing or of another
-        shape, else ``v`` moved to the input's dtype and device."""
+        """The membrane for this input: filled with its scalar value (or ``v_init``·θ, broadcast) when missing or
+        of another shape, else ``v`` moved to the input's dtype and device."""
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         v = states[0]
         if not isinstance(v, torch.Tensor) or v.shape != x.shape:
-            start = v if isinstance(v, float) else self.v_init * self.v_threshold
-            v = torch.full_like(x, start)
+            if isinstance(v, float):
+                v = torch.full_like(x, v)
+            elif self.uniform_start:
+                v = torch.full_like(x, self.v_init * self.v_threshold)
+            else:
+                v = torch.empty_like(x).copy_((self.v_init * self.v_threshold).to(x).expand_as(x))
         elif v.dtype != x.dtype or v.device != x.device:
             v = v.to(dtype=x.dtype, device=x.device)
         return (v, *states[1:])
@@ -76,6 +102,8 @@ class IFNeuron(SpikingNode, BaseNode):
         output 0/1 spikes [B, ...]."""
         v = self._charge(states[0], inputs[0])
         spike = self.surrogate_function(v - self.v_threshold)
+        for k in range(2, self.max_spikes + 1):  # a burst: one more spike for every threshold v reaches
+            spike = spike + self.surrogate_function(v - k * self.v_threshold)
         reset = spike.detach() if self.detach_reset else spike
         return (spike,), (v - reset * self.v_threshold, *states[1:])
 
@@ -88,6 +116,8 @@ class IFNeuron(SpikingNode, BaseNode):
         v = states[0]
         decay = None if self.tau is None else 1.0 - 1.0 / self.tau
         thr = self.v_threshold
+        if self.max_spikes > 1:
+            return (self._burst_scan(x_seq, v, decay),), (v, *states[1:])
         ran = kernels.if_scan(x_seq, v, thr, decay=decay, backend=self.backend)
         if ran is not None:
             spikes, v = ran
@@ -101,8 +131,23 @@ class IFNeuron(SpikingNode, BaseNode):
             v.sub_(spikes[t], alpha=thr)
         return (spikes,), (v, *states[1:])
 
+    def _burst_scan(self, x_seq: torch.Tensor, v: torch.Tensor, decay: float | None) -> torch.Tensor:
+        """Spike counts [T, ...] of a bursting neuron (the membrane ``v`` is updated in place)."""
+        thr = self.v_threshold
+        counts = sequence_buffer(x_seq)
+        for t in range(x_seq.shape[0]):
+            if decay is not None:
+                v.mul_(decay)
+            v.add_(x_seq[t])
+            torch.floor(v / thr, out=counts[t]).clamp_(0.0, float(self.max_spikes))
+            v.sub_(counts[t], alpha=thr)
+        return counts
+
     def limit_module(self) -> nn.Module:
-        """The T → ∞ rate of an IF neuron: clamp(current / θ, 0, 1) (a leaky neuron has no such limit)."""
+        """The T → ∞ rate of an IF neuron: clamp(current / θ, 0, Γ) (Γ = ``max_spikes``; a leaky neuron has no
+        such limit)."""
         if self.tau is not None:
             raise NotImplementedError("a leaky (LIF) neuron does not converge to a clipped ReLU")
-        return SeqModule(nn.Sequential(Affine(torch.tensor(1.0 / self.v_threshold), None), nn.Hardtanh(0.0, 1.0)))
+        return SeqModule(
+            nn.Sequential(Affine(torch.tensor(1.0 / self.v_threshold), None), nn.Hardtanh(0.0, float(self.max_spikes)))
+        )

@@ -16,8 +16,10 @@ signed-bit weight quantisation).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import fx
 
@@ -27,8 +29,10 @@ from bridges.modules import Affine
 from ..errors import ApproximationError, InvalidInputError
 from ..graph.builder import SNNBuilder
 from ..neurons import IFNeuron
+from ..recipes import RECIPES
 from ..report import ConversionReport
 from ..sequence import SeqModule
+from ..statistics import offset_key, potential_key
 from .base import Scheme, SchemeOptions, option, register
 from .common import check_relu_like
 
@@ -53,6 +57,22 @@ class RateOptions(SchemeOptions):
         "quantise each layer's weights to signed_bit-bit signed integers times one scale "
         "per layer (0: off); the scale goes into the next threshold",
     )
+    max_spikes_per_step: int = option(
+        1,
+        "burst spikes: a neuron may fire up to this many spikes in one step (1: binary spikes); each counts as "
+        "a spike in every metric",
+    )
+    timesteps: int | None = option(
+        None,
+        "target latency T: tune the conversion for T steps with the `recipes` on the calibration "
+        "data (None: untuned, good across T; evaluate still reports every T)",
+    )
+    recipes: str = option(
+        "auto",
+        "calibration recipes for the target T, joined by '+': threshold, bias, potential; 'auto': the combination (untuned "
+        "included) whose T-step predictions agree best with the ANN's on the calibration samples; 'none'",
+    )
+    tuning_samples: int = option(512, "calibration samples the recipes use (fewer when T × samples would not fit)")
 
     def validate(self) -> None:
         """The shared checks, then the rate options (v_init, tau, amp_factor, signed_bit); ``thresholding``, when
@@ -71,12 +91,60 @@ class RateOptions(SchemeOptions):
                     f"got {self.thresholding}"
                 )
             self.v_init = float(self.thresholding)
+        if not _positive_int(self.max_spikes_per_step):
+            raise InvalidInputError(
+                f"max_spikes_per_step must be a positive integer (1: binary spikes), got {self.max_spikes_per_step!r}"
+            )
+        self.max_spikes_per_step = int(self.max_spikes_per_step)
+        self._validate_tuning()
         if not (int(self.signed_bit) == 0 or 2 <= int(self.signed_bit) <= 32):
             raise InvalidInputError(f"signed_bit must be 0 (off) or 2..32, got {self.signed_bit}")
         if self.signed_bit and self.strict:
             raise ApproximationError(
                 f"signed_bit={self.signed_bit} rounds the weights (an approximation) but strict=True"
             )
+
+    def _validate_tuning(self) -> None:
+        if self.timesteps is not None:
+            if not _positive_int(self.timesteps):
+                raise InvalidInputError(
+                    f"timesteps (the target latency) must be a positive integer, got {self.timesteps!r}"
+                )
+            self.timesteps = int(self.timesteps)
+        if not _positive_int(self.tuning_samples):
+            raise InvalidInputError(f"tuning_samples must be a positive integer, got {self.tuning_samples!r}")
+        self.tuning_samples = int(self.tuning_samples)
+        names = self.recipe_names()
+        if names and self.timesteps is None:  # "auto" without timesteps means untuned
+            raise InvalidInputError(
+                f"recipes={self.recipes!r} tunes the conversion for a latency: pass timesteps=T as well"
+            )
+
+    @property
+    def tuned(self) -> bool:
+        """True when the conversion is tuned for a latency (``timesteps`` set, ``recipes`` not 'none')."""
+        return self.timesteps is not None and str(self.recipes).strip().lower() != "none"
+
+    def recipe_names(self) -> tuple[str, ...]:
+        """The calibration recipes named by ``recipes``, in their fixed order (empty for 'auto', which
+        chooses among `convert2snn.recipes.AUTO_CANDIDATES`, and for 'none')."""
+        spec = str(self.recipes).strip().lower()
+        if spec in ("auto", "none"):
+            return ()
+        names = [name.strip() for name in spec.split("+")]
+        for name in names:
+            if name not in RECIPES:
+                close = difflib.get_close_matches(name, list(RECIPES), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise InvalidInputError(
+                    f"unknown calibration recipe {name!r} in recipes={self.recipes!r}; known: "
+                    f"{', '.join(RECIPES)}, joined by '+', or 'auto' / 'none'.{hint}"
+                )
+        return tuple(name for name in RECIPES if name in names)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) >= 1
 
 
 @register("rate")
@@ -103,13 +171,25 @@ class RateScheme(Scheme):
 
 @RateScheme.rule(*ops.RELU_LIKE, check=check_relu_like)
 def relu_to_if(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
-    """ReLU-like → ``Affine(amp/λ) → IFNeuron(θ = amp, optional leak) → Affine(λ)`` (amp: ``amp_factor``)."""
+    """ReLU-like → ``Affine(amp·Γ/λ) → IFNeuron(θ = amp, optional leak, up to Γ spikes a step) → Affine(λ/Γ)``
+    (amp: ``amp_factor``; Γ: ``max_spikes_per_step``, 1 by default).
+
+    A conversion tuned to a latency (`convert2snn.recipes`) may add a per-channel bias δ to the
+    pre-activation (``Affine(None, δ·amp/λ)`` after the scale: folded into the Conv/Linear before it)
+    and a per-channel initial potential."""
     scale = b.scales[node.name]
     opts = b.options
     tau = opts.tau if opts.neuron == "lif" else None
-    pre = b.call(SeqModule(Affine(opts.amp_factor / scale, None)), args, f"{node.name}_in", node)
-    spikes = b.call(IFNeuron(v_threshold=opts.amp_factor, v_init=opts.v_init, tau=tau), (pre,), node.name, node)
-    return b.call(SeqModule(Affine(scale, None)), (spikes,), f"{node.name}_out", node)
+    burst = opts.max_spikes_per_step
+    current = b.call(SeqModule(Affine(opts.amp_factor * burst / scale, None)), args, f"{node.name}_in", node)
+    offset = b.scales.get(offset_key(node.name))
+    if offset is not None:
+        bias = SeqModule(Affine(None, offset * opts.amp_factor * burst / scale))
+        current = b.call(bias, (current,), f"{node.name}_bias", node)
+    v_init = b.scales.get(potential_key(node.name), opts.v_init)
+    neuron = IFNeuron(v_threshold=opts.amp_factor, v_init=v_init, tau=tau, max_spikes=burst)
+    spikes = b.call(neuron, (current,), node.name, node)
+    return b.call(SeqModule(Affine(scale / burst, None)), (spikes,), f"{node.name}_out", node)
 
 
 @torch.no_grad()

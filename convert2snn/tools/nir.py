@@ -126,6 +126,13 @@ def to_nir(network: torch.fx.GraphModule, input_shape: tuple[int, ...]) -> Any:
         elif isinstance(inner, Affine) and inner.bias is None and inner.scale is not None:
             nodes[key] = nir.Scale(scale=np.broadcast_to(numpy(inner.scale), previous_shape).copy())
         elif isinstance(inner, IFNeuron) and inner.tau is None:
+            if inner.max_spikes > 1 or not inner.uniform_start:
+                what = "fires bursts (max_spikes_per_step > 1)" if inner.max_spikes > 1 else "starts per channel"
+                raise UnsupportedLayerError(
+                    f"layer '{name}': the IF neuron {what}, which NIR's IF cannot state; convert with binary "
+                    "spikes and without recipes='potential' to export",
+                    layer=name,
+                )
             shape = shapes[name]
             nodes[key] = nir.IF(
                 r=np.ones(shape, np.float32),
