@@ -617,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-grid", action="store_true")
     p.add_argument("--skip-codes", action="store_true", help="skip population / temporal")
     p.add_argument("--sj-methods", nargs="*", default=list(SJ_METHODS))
+    p.add_argument("--skip-throughput", action="store_true", help="skip the T = 32 throughput comparison")
     p.add_argument("--skip-recipes", action="store_true", help="skip the conversions tuned for each T and bursts")
     p.add_argument(
         "--recipes",
@@ -751,12 +752,15 @@ def main(argv: list[str] | None = None) -> int:
             sj_nets[name] = net
 
     # -- throughput at T = 32 (same images, same batch size)
-    n_tp = min(2000, len(x))
-    log(f"throughput at T=32 on {n_tp} images, batch {args.batch}")
-    tp = {
-        "ann": throughput(lambda: snn.ann_predict(x[:n_tp], batch_size=args.batch), n_tp, 3),
-        "ours": throughput(lambda: snn.predict(x[:n_tp], timesteps=32, batch_size=args.batch), n_tp),
-    }
+    if args.skip_throughput:
+        sj_nets = {}
+    n_tp = min(2000, len(x)) if not args.skip_throughput else 0
+    if n_tp:
+        log(f"throughput at T=32 on {n_tp} images, batch {args.batch}")
+    tp = {}
+    if n_tp:
+        tp["ann"] = throughput(lambda: snn.ann_predict(x[:n_tp], batch_size=args.batch), n_tp, 3)
+        tp["ours"] = throughput(lambda: snn.predict(x[:n_tp], timesteps=32, batch_size=args.batch), n_tp)
     for name, net in sj_nets.items():
         tp[name] = throughput(lambda net=net: sj_evaluate(net, x_nchw[:n_tp], y[:n_tp], [32], args.batch), n_tp)
     for k, v in tp.items():

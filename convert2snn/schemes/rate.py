@@ -69,8 +69,9 @@ class RateOptions(SchemeOptions):
     )
     recipes: str = option(
         "auto",
-        "calibration recipes for the target T, joined by '+': threshold, bias, potential; 'auto': the combination (untuned "
-        "included) whose T-step predictions agree best with the ANN's on the calibration samples; 'none'",
+        "calibration recipes for the target T, joined by '+': threshold, bias, potential; 'auto': the "
+        "combination (untuned included) whose T-step predictions agree best with the ANN's on the calibration "
+        "samples; 'none'",
     )
     tuning_samples: int = option(512, "calibration samples the recipes use (fewer when T × samples would not fit)")
 
