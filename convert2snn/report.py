@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .inputs import InputRange
+
+if TYPE_CHECKING:
+    import torch
+
+
+def scale_summary(lam: torch.Tensor) -> dict[str, float]:
+    """A λ as the report shows it: {"lambda"} for one value, {"min", "mean", "max"} per channel."""
+    flat = lam.reshape(-1)
+    if flat.numel() == 1:
+        return {"lambda": float(flat[0])}
+    return {"min": float(flat.min()), "mean": float(flat.mean()), "max": float(flat.max())}
 
 
 @dataclass

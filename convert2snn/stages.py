@@ -36,7 +36,7 @@ from .inputs import InputRange, as_tensor, check_input_shape
 from .model import FORMAT_NAME, FORMAT_VERSION, SpikingModel
 from .progress import status
 from .recipes import AUTO_CANDIDATES, tune_layers
-from .report import ConversionReport
+from .report import ConversionReport, scale_summary
 from .schemes.base import Scheme
 from .sequence import propagate_shapes
 from .statistics import LayerStatistics, collect_statistics, input_key, measured_key
@@ -142,9 +142,9 @@ def tune(
     `convert2snn.recipes`. ``recipes``: names joined by '+' (e.g. "threshold+bias"), or "auto":
     each of `AUTO_CANDIDATES` (untuned included) is tried, and a recipe is kept only where its T-step
     predictions agree with the ANN's on clearly more calibration samples than the untuned network's
-    and the previous best's (paired counts, two standard deviations). Returns a new `SpikingModel` whose report
-    says what was tuned, on how many samples, in how long; ``snn`` is not changed. Arguments left None
-    come from ``snn``'s options."""
+    and the previous best's (paired counts, two standard deviations). Returns a new `SpikingModel`
+    whose report says what was tuned, on how many samples, in how long; ``snn`` is not changed.
+    Arguments left None come from ``snn``'s options."""
     if snn.conversion_type != "rate":
         raise InvalidInputError(
             f"tuning for a latency is defined for conversion_type='rate' (this model is {snn.conversion_type!r}): "
@@ -185,15 +185,13 @@ def tune(
         if best is None or _clearly_better(agrees, best[2]) and (untuned is None or _clearly_better(agrees, untuned)):
             best = (names, result, agrees)
     names, result, _ = best
-    if not names:  # untuned won: the model as it was, with the comparison in its report
-        report.tuning = _tuning_entry(options.timesteps, names, result, tried, spent, automatic)
-        return build(snn.ann, Calibration(measured, report), snn.scheme)
-    options.recipes = "+".join(names) if not automatic else "auto"
     report.options = options.as_dict()
+    report.tuning = _tuning_entry(options.timesteps, names, result, tried, spent, automatic)
+    if not names:  # untuned won: the model as it was, with the comparison in its report
+        return build(snn.ann, Calibration(measured, report), type(snn.scheme)(options))
     layers = snn.ann.bridge_info.layers
     for node in measured:
-        report.scales[layers.get(node, node)] = _scale_entry(result.scales[node])
-    report.tuning = _tuning_entry(options.timesteps, names, result, tried, spent, automatic)
+        report.scales[layers.get(node, node)] = scale_summary(result.scales[node])
     return build(snn.ann, Calibration(result.scales, report), type(snn.scheme)(options))
 
 
@@ -234,13 +232,6 @@ def _tuning_entry(
         "error_after": sum(after) / max(len(after), 1),
         "layers": {layer: {"before": b, "after": a} for layer, (b, a) in result.errors.items()},
     }
-
-
-def _scale_entry(lam: torch.Tensor) -> dict[str, float]:
-    flat = lam.reshape(-1)
-    if flat.numel() == 1:
-        return {"lambda": float(flat[0])}
-    return {"min": float(flat.min()), "mean": float(flat.mean()), "max": float(flat.max())}
 
 
 def convert(

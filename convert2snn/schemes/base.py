@@ -41,7 +41,7 @@ from ..graph.builder import SNNBuilder, build_snn
 from ..graph.limits import LIMIT_TOLERANCE, limit_difference, limit_network
 from ..graph.normalize import normalize
 from ..neurons import MembraneReadout
-from ..report import ConversionReport
+from ..report import ConversionReport, scale_summary
 from ..statistics import LayerStatistics, input_key, interval_maxima
 
 # (what is wrong, what to do, the op) for one node
@@ -457,12 +457,7 @@ class Scheme:
                 rank = len(shapes[node.name])
                 lam = lam.reshape((-1,) + (1,) * (rank - 1)) if rank > 1 else lam
             scales[node.name] = lam
-            flat = lam.reshape(-1)
-            report.scales[name] = (
-                {"lambda": float(flat[0])}
-                if flat.numel() == 1
-                else {"min": float(flat.min()), "mean": float(flat.mean()), "max": float(flat.max())}
-            )
+            report.scales[name] = scale_summary(lam)
         return scales
 
     # -- 3. build ------------------------------------------------------------------------------------
