@@ -63,8 +63,8 @@ class ConversionReport:
             tried = ", ".join(f"{name} {share:.1%}" for name, share in t["agreement"].items())
             lines.append(
                 f"  tuned for T = {t['timesteps']} with {'+'.join(t['recipes']) or 'nothing (untuned was best)'} "
-                f"({t['chosen_by']}: {tried}) on {t['samples']} calibration samples ({spent}); layer output "
-                f"error vs the ANN {t['error_before']:.4g} → {t['error_after']:.4g}"
+                f"({t['chosen_by']}{': ' + tried if tried else ''}) on {t['samples']} calibration samples "
+                f"({spent}); layer output error vs the ANN {t['error_before']:.4g} → {t['error_after']:.4g}"
             )
         lines += [f"  approximation: {a}" for a in self.approximations]
         lines += [f"  note: {n}" for n in self.notes]

@@ -141,8 +141,9 @@ def tune(
     no labels): each neuron layer, in the network's order, tuned on its actual input by the recipes of
     `convert2snn.recipes`. ``recipes``: names joined by '+' (e.g. "threshold+bias"), or "auto":
     each of `AUTO_CANDIDATES` (untuned included) is tried, and a recipe is kept only where its T-step
-    predictions agree with the ANN's on clearly more calibration samples than the untuned network's
-    and the previous best's (paired counts, two standard deviations). Returns a new `SpikingModel`
+    predictions agree with the ANN's on clearly more held-out calibration samples (up to 16384 / T
+    of those the tuning did not use) than the untuned network's and the previous best's (paired
+    counts, two standard deviations). Returns a new `SpikingModel`
     whose report says what was tuned, on how many samples, in how long; ``snn`` is not changed.
     Arguments left None come from ``snn``'s options."""
     if snn.conversion_type != "rate":
@@ -174,10 +175,13 @@ def tune(
         result = tune_layers(
             start, x, options.timesteps, names, samples=options.tuning_samples, progress=options.progress
         )
-        agrees = _agrees(snn.ann, x[: result.samples], result.outputs, options.batch_size)
-        tried["+".join(names) or "none"] = float(agrees.float().mean())
         for name, seconds in result.seconds.items():
             spent[name] = spent.get(name, 0.0) + seconds
+        if not automatic:
+            best = (names, result, None)
+            break
+        agrees = _selection_agreement(start, snn.ann, data, x, result, options, report)
+        tried["+".join(names) or "none"] = float(agrees.float().mean())
         if not names:
             untuned = agrees
         # a candidate replaces the best so far only when it agrees with the ANN on clearly more samples
@@ -195,10 +199,29 @@ def tune(
     return build(snn.ann, Calibration(result.scales, report), type(snn.scheme)(options))
 
 
+# Held-out calibration samples on which recipes="auto" compares its candidates: up to this many
+# sample-steps (samples × T), at least `SELECTION_MIN` samples, else the tuning samples themselves.
+SELECTION_STEPS = 16384
+SELECTION_MIN = 256
+
+
 @torch.no_grad()
-def _agrees(ann: fx.GraphModule, x: torch.Tensor, outputs: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Per sample: does the SNN's T-step prediction equal the ANN's?"""
-    predicted = torch.cat([ann(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]).argmax(1)
+def _selection_agreement(
+    start: SpikingModel, ann: fx.GraphModule, data: Any, x: torch.Tensor, result, options, report: ConversionReport
+) -> torch.Tensor:
+    """Per sample: does the candidate's T-step prediction equal the ANN's? On calibration samples the
+    tuning did not see (fewer for larger T), so that a recipe is not chosen for fitting its own samples;
+    on the tuning samples (the pass's own outputs) when too few are left over."""
+    steps = options.timesteps
+    held_out = min(x.shape[0] - result.samples, max(SELECTION_MIN, SELECTION_STEPS // steps))
+    if held_out < SELECTION_MIN:
+        outputs, x_sel = result.outputs, x[: result.samples]
+    else:
+        x_sel = x[result.samples : result.samples + held_out]
+        candidate = build(start.ann, Calibration(result.scales, report), type(start.scheme)(options))
+        outputs = torch.as_tensor(candidate.predict(data[result.samples : result.samples + held_out], timesteps=steps))
+    size = options.batch_size
+    predicted = torch.cat([ann(x_sel[i : i + size]) for i in range(0, x_sel.shape[0], size)]).argmax(1)
     return outputs.reshape(outputs.shape[0], -1).argmax(1) == predicted
 
 
@@ -224,8 +247,8 @@ def _tuning_entry(
     return {
         "timesteps": timesteps,
         "recipes": list(names),
-        "chosen_by": "agreement with the ANN on the calibration samples" if automatic else "recipes option",
-        "agreement": tried,  # recipes → fraction of calibration samples predicted as the ANN does, at T
+        "chosen_by": "agreement with the ANN on held-out calibration samples" if automatic else "recipes option",
+        "agreement": tried,  # candidate → fraction of held-out calibration samples predicted as the ANN does, at T
         "samples": result.samples,
         "seconds": {name: round(seconds, 3) for name, seconds in spent.items()},
         "error_before": sum(before) / max(len(before), 1),

@@ -57,17 +57,33 @@ def test_a_target_latency_is_never_worse_than_untuned_on_the_calibration_samples
     assert agree(tuned) >= agree(plain)
     t = tuned.report.tuning
     assert t["timesteps"] == 2 and t["samples"] == 128
-    assert set(t["agreement"]) == {"none", "threshold+bias", "bias+potential", "threshold+bias+potential"}
+    assert set(t["agreement"]) == {"none", "bias", "threshold+bias", "bias+potential", "threshold+bias+potential"}
     assert t["agreement"]["+".join(t["recipes"]) or "none"] == pytest.approx(agree(tuned), abs=1e-6)
     assert set(t["seconds"]) == {"simulation", "threshold", "bias", "potential"}
     assert all(seconds >= 0 for seconds in t["seconds"].values())
     assert "tuned for T = 2" in str(tuned.report)
 
 
+def test_auto_compares_the_candidates_on_held_out_calibration_samples():
+    x = data(7, 400)
+    plain = converted(7)
+    tuned = convert2snn.tune(plain, x, timesteps=2, samples=64)
+    t = tuned.report.tuning
+    assert t["samples"] == 64
+    held_out = x[64:400]  # 336 samples the tuning did not use (≥ 256, ≤ 16384 / T)
+    ann = plain.ann(torch.tensor(held_out)).argmax(1).numpy()
+    untuned = float((plain.predict(held_out, timesteps=2).argmax(1) == ann).mean())
+    assert t["agreement"]["none"] == pytest.approx(untuned, abs=1e-6)
+    chosen = float((tuned.predict(held_out, timesteps=2).argmax(1) == ann).mean())
+    assert t["agreement"]["+".join(t["recipes"]) or "none"] == pytest.approx(chosen, abs=1e-6)
+    assert chosen >= untuned
+
+
 def test_an_explicit_recipe_is_run_and_reported():
     tuned = converted(3, timesteps=4, recipes="threshold+bias")
     assert tuned.report.tuning["recipes"] == ["threshold", "bias"]
     assert tuned.report.tuning["chosen_by"] == "recipes option"
+    assert tuned.report.tuning["agreement"] == {}
     assert any(key.endswith(":offset") for key in tuned.scales)
     assert tuned.report.tuning["error_after"] <= tuned.report.tuning["error_before"]
 
