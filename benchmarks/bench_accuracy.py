@@ -516,7 +516,7 @@ def plot_recipes(results: dict, path: Path) -> None:
     full = results["test_samples"]
     series = [("ours default", r, "-") for r in results["ours"][:1]]
     series += [("ours " + r["name"], r, "-") for r in results.get("recipes", []) + results.get("bursts", [])]
-    series += [("SpikingJelly " + r["name"], r, "--") for r in results["sj"]]
+    series += [(r["name"].replace("SJ ", "SpikingJelly ", 1), r, "--") for r in results["sj"]]
     fig, (by_t, by_spikes) = plt.subplots(1, 2, figsize=(12, 4.4), dpi=90)
     for label, r, style in series:
         if r["samples"] != full:

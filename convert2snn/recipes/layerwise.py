@@ -21,7 +21,7 @@ from spikingjelly.activation_based import functional
 from torch import fx, nn
 from tqdm.auto import tqdm
 
-from ..errors import InvalidInputError
+from ..errors import ConversionError
 from ..neurons import IFNeuron
 from ..progress import shown
 from ..sequence import constant_sequence
@@ -170,7 +170,9 @@ def _advance(values: Iterator[tuple[str, torch.Tensor]], wanted: str) -> torch.T
     for name, value in values:
         if name == wanted:
             return value
-    raise InvalidInputError(f"internal error: the ANN has no node {wanted!r} after the previous neuron layer")
+    raise ConversionError(
+        f"internal error: the ANN has no node {wanted!r} after the previous neuron layer; please report this model"
+    )
 
 
 def _cap(module: nn.Module, lam: torch.Tensor) -> torch.Tensor:
