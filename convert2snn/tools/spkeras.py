@@ -66,6 +66,13 @@ def set_initial_potential(snn: SpikingModel, thresholding: float) -> None:
     """Set every IF neuron's initial membrane potential to ``thresholding`` × its threshold."""
     if not 0.0 <= float(thresholding) < 1.0:
         raise InvalidInputError(f"thresholding (initial potential / threshold) must be in [0, 1), got {thresholding}")
+    neurons = [(name, node) for name, node in snn.network.named_modules() if isinstance(node, IFNeuron)]
+    tuned = [name for name, node in neurons if not node.uniform_start]
+    if tuned:
+        raise InvalidInputError(
+            f"layer '{tuned[0]}' has per-channel initial potentials tuned for timesteps={snn.options.timesteps} "
+            "(recipes with 'potential'); setting one thresholding would undo them: convert without 'potential'"
+        )
     for node in snn.network.modules():
         if isinstance(node, IFNeuron):
             node.v_init = float(thresholding)

@@ -166,3 +166,12 @@ def test_only_rate_models_are_tuned():
 
 def test_untuned_keys_name_the_corrections():
     assert offset_key("relu") == "relu:offset" and potential_key("relu") == "relu:v_init"
+
+
+def test_spkeras_thresholding_refuses_to_overwrite_tuned_starts():
+    from convert2snn.tools.spkeras import set_initial_potential
+
+    tuned = converted(6, timesteps=2, recipes="potential")
+    assert any(key.endswith(":v_init") for key in tuned.scales)
+    with pytest.raises(InvalidInputError, match="per-channel initial potentials tuned for timesteps=2"):
+        set_initial_potential(tuned, 0.5)
