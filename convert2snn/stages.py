@@ -171,6 +171,7 @@ def tune(
     tried: dict[str, float] = {}
     spent: dict[str, float] = {}
     best = untuned = None
+    predicted: dict[int, torch.Tensor] = {}  # the ANN's labels of the comparison samples, computed once
     for names in candidates:
         result = tune_layers(
             start, x, options.timesteps, names, samples=options.tuning_samples, progress=options.progress
@@ -180,7 +181,7 @@ def tune(
         if not automatic:
             best = (names, result, None)
             break
-        agrees = _selection_agreement(start, snn.ann, data, x, result, options, report)
+        agrees = _selection_agreement(start, snn.ann, data, x, result, options, report, predicted)
         tried["+".join(names) or "none"] = float(agrees.float().mean())
         if not names:
             untuned = agrees
@@ -207,7 +208,14 @@ SELECTION_MIN = 256
 
 @torch.no_grad()
 def _selection_agreement(
-    start: SpikingModel, ann: fx.GraphModule, data: Any, x: torch.Tensor, result, options, report: ConversionReport
+    start: SpikingModel,
+    ann: fx.GraphModule,
+    data: Any,
+    x: torch.Tensor,
+    result,
+    options,
+    report: ConversionReport,
+    predicted: dict[int, torch.Tensor],
 ) -> torch.Tensor:
     """Per sample: does the candidate's T-step prediction equal the ANN's? On calibration samples the
     tuning did not see (fewer for larger T), so that a recipe is not chosen for fitting its own samples;
@@ -220,9 +228,11 @@ def _selection_agreement(
         x_sel = x[result.samples : result.samples + held_out]
         candidate = build(start.ann, Calibration(result.scales, report), type(start.scheme)(options))
         outputs = torch.as_tensor(candidate.predict(data[result.samples : result.samples + held_out], timesteps=steps))
-    size = options.batch_size
-    predicted = torch.cat([ann(x_sel[i : i + size]) for i in range(0, x_sel.shape[0], size)]).argmax(1)
-    return outputs.reshape(outputs.shape[0], -1).argmax(1) == predicted
+    key = x_sel.shape[0]  # every candidate compares on the same samples: the ANN runs on them once
+    if key not in predicted:
+        size = options.batch_size
+        predicted[key] = torch.cat([ann(x_sel[i : i + size]) for i in range(0, key, size)]).argmax(1)
+    return outputs.reshape(outputs.shape[0], -1).argmax(1) == predicted[key]
 
 
 def _clearly_better(agrees: torch.Tensor, other: torch.Tensor) -> bool:

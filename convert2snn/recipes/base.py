@@ -81,9 +81,11 @@ class LayerProblem:
         """[N, ...] the layer's output averaged over the T steps, in the target's units (rate × multiplier)."""
         return self.spikes(tuning).mean(dim=0) * tuning.multiplier
 
-    def error(self, tuning: LayerTuning) -> torch.Tensor:
-        """Per channel (λ's shape): the mean squared difference between the output and the ANN's activation."""
-        return self.channel_mean((self.output(tuning) - self.target) ** 2)
+    def error(self, tuning: LayerTuning, spikes: torch.Tensor | None = None) -> torch.Tensor:
+        """Per channel (λ's shape): the mean squared difference between the output and the ANN's activation
+        (from ``spikes`` of ``tuning`` when they were simulated already)."""
+        output = self.output(tuning) if spikes is None else spikes.mean(dim=0) * tuning.multiplier
+        return self.channel_mean((output - self.target) ** 2)
 
     def mean_error(self, tuning: LayerTuning) -> torch.Tensor:
         """Per channel (λ's shape): the mean difference between the output and the ANN's activation."""
@@ -100,6 +102,31 @@ class Recipe:
     def tune(self, problem: LayerProblem, tuning: LayerTuning) -> LayerTuning:
         """A tuning of ``problem``'s layer that lowers the error this recipe optimises (never raises it)."""
         raise NotImplementedError
+
+
+class MeanErrorCorrection(Recipe):
+    """A recipe that cancels each channel's mean output error through one parameter of `LayerTuning`
+    (``parameter``): ``ROUNDS`` corrections, each kept only in the channels whose absolute mean error
+    it lowers."""
+
+    parameter: ClassVar[str]
+    ROUNDS: ClassVar[int] = 2
+
+    def corrected(self, problem: LayerProblem, tuning: LayerTuning, error: torch.Tensor) -> torch.Tensor:
+        """The parameter's new value, per channel, for a mean output error ``error`` (λ's shape)."""
+        raise NotImplementedError
+
+    def tune(self, problem: LayerProblem, tuning: LayerTuning) -> LayerTuning:
+        """Corrections that lower each channel's absolute mean error (never raise it)."""
+        error = problem.mean_error(tuning)
+        for _ in range(self.ROUNDS):
+            candidate = tuning.but(**{self.parameter: self.corrected(problem, tuning, error)})
+            new_error = problem.mean_error(candidate)
+            better = new_error.abs() < error.abs()
+            kept = torch.where(better, getattr(candidate, self.parameter), getattr(tuning, self.parameter))
+            tuning = tuning.but(**{self.parameter: kept})
+            error = torch.where(better, new_error, error)
+        return tuning
 
 
 RECIPES: dict[str, type[Recipe]] = {}

@@ -5,34 +5,25 @@ downstream layers add their own bias to it. In the network's order, each layer's
 channel against the ANN is measured on its actual SNN input and cancelled by a constant current
 (one correction, then a second on the corrected output). Folded into the bias of the Conv/Linear
 before the neuron, it costs nothing at run time. A channel keeps a correction only where it
-lowers the absolute mean error.
+lowers the absolute mean error (`MeanErrorCorrection`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .base import LayerProblem, LayerTuning, Recipe, register_recipe
-
-ROUNDS = 2
+from .base import LayerProblem, LayerTuning, MeanErrorCorrection, register_recipe
 
 
 @register_recipe
-class BiasRecipe(Recipe):
+class BiasRecipe(MeanErrorCorrection):
     """A constant current per channel that cancels the mean output error."""
 
     name = "bias"
     order = 1
     summary = "per-channel bias cancelling the mean output error, layer by layer (Li et al. 2021)"
+    parameter = "offset"
 
-    def tune(self, problem: LayerProblem, tuning: LayerTuning) -> LayerTuning:
-        """Offsets that lower each channel's absolute mean error (``ROUNDS`` Newton-like steps)."""
-        error = problem.mean_error(tuning)
-        for _ in range(ROUNDS):
-            # a current of δ per step (in threshold units) moves the rate by ≈ δ, the output by δ·multiplier
-            candidate = tuning.but(offset=tuning.offset - error / tuning.multiplier)
-            new_error = problem.mean_error(candidate)
-            better = new_error.abs() < error.abs()
-            tuning = tuning.but(offset=torch.where(better, candidate.offset, tuning.offset))
-            error = torch.where(better, new_error, error)
-        return tuning
+    def corrected(self, problem: LayerProblem, tuning: LayerTuning, error: torch.Tensor) -> torch.Tensor:
+        """A current of δ per step (threshold units) moves the rate by ≈ δ, the output by δ·multiplier."""
+        return tuning.offset - error / tuning.multiplier

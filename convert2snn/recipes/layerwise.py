@@ -144,8 +144,8 @@ def tune_layers(
                     seconds[name] += time.perf_counter() - start
                 clock = time.perf_counter()
                 spikes = problem.spikes(tuning)
+                after = problem.error(tuning, spikes)
                 env[node] = spikes * tuning.multiplier
-                after = problem.error(tuning)
                 scale = max(float(problem.channel_mean(problem.target**2).mean()), 1e-12)
                 errors[problem.layer] = (float(before.mean()) / scale, float(after.mean()) / scale)
                 _store(tuned, source, lam, tuning, neuron)
