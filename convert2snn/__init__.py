@@ -7,7 +7,8 @@
 The pipeline (`convert2snn.stages`): `bridge` (model → clean torch graph, `bridges`) →
 `calibrate` (λ per layer, `statistics`) → `build` (the scheme's rules, `schemes` and `graph`;
 neurons in `neurons`) → optionally `tune` (rate, for a target latency: `recipes`) → `SpikingModel`
-(`model`: simulation in `simulate`, metrics in `metrics`).
+(`model`: simulation in `simulate`, metrics in `metrics`) → optionally `fine_tune` (training by
+backpropagation through time: `finetune`).
 `tools` holds the sweep, the SpKeras front end, NIR export and plots; `cli` the command line.
 """
 
@@ -26,6 +27,7 @@ _EXPORTS = {
     "calibrate": "stages",
     "build": "stages",
     "tune": "stages",
+    "fine_tune": "finetune",
     "sweep": "tools.sweep",
     "SpikingModel": "model",
     "EvaluationResult": "metrics",
@@ -44,6 +46,7 @@ __all__ = [  # = the keys of _EXPORTS (a test checks), spelled out for linters a
     "calibrate",
     "build",
     "tune",
+    "fine_tune",
     "sweep",
     "SpikingModel",
     "EvaluationResult",
@@ -65,6 +68,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as if imported eagerl
         SimulationMemoryError,
         UnsupportedLayerError,
     )
+    from .finetune import fine_tune
     from .metrics import EvaluationResult
     from .model import SpikingModel
     from .stages import bridge, build, calibrate, convert, load, tune

@@ -25,6 +25,7 @@ from bridges.modules import Affine
 from . import distributed, metrics
 from .defaults import DEFAULT_ENERGY, DEFAULT_STEPS, DEFAULT_TIMESTEPS
 from .errors import InvalidInputError
+from .finetune import FineTuneResult, fine_tune
 from .graph.serialize import graph_to_spec
 from .inputs import (
     InputRange,
@@ -126,6 +127,12 @@ class SpikingModel:
             calibrated = InputRange.from_dict(self.report.calibration_inputs)
             self._range_warned = check_input_range(t, calibrated, name, self.options.strict)
         return t
+
+    def network_inputs(self, x: Any) -> torch.Tensor:
+        """``x`` in the model's own layout as the tensor ``network`` takes at every step ([N, C, H, W] for a Keras
+        model's NHWC images), checked like `predict`'s input: for training loops of one's own (hold it for T steps,
+        ``x.unsqueeze(0).expand(T, ...)``, in multi-step mode; feed it once per step in single-step mode)."""
+        return self._inputs(x)
 
     def to(self, device: str | torch.device) -> SpikingModel:
         """Run simulations on ``device`` (e.g. "cuda")."""
@@ -379,6 +386,15 @@ class SpikingModel:
             }
             self._static = cache
         return cache
+
+    # -- training ----------------------------------------------------------------------------
+    def fine_tune(self, x: Any, y: Any = None, *, timesteps: int, epochs: int = 1, **options: Any) -> FineTuneResult:
+        """Train the SNN in place by backpropagation through ``timesteps`` steps with SpikingJelly surrogate
+        gradients; returns the accuracy at T before and after and the per-epoch history (also recorded in
+        ``report.fine_tuning``). ``x``, ``y``: arrays in the model's layout, or ``x`` a DataLoader of
+        (inputs, labels). Options (lr, batch_size, optimizer, surrogate, learn_thresholds, learn_leak,
+        validation_data, steps_per_epoch, memory_bytes, seed, progress): see `convert2snn.finetune.fine_tune`."""
+        return fine_tune(self, x, y, timesteps=timesteps, epochs=epochs, **options)
 
     # -- files -------------------------------------------------------------------------------
     def to_nir(self, path: str | os.PathLike | None = None) -> Any:

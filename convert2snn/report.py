@@ -35,6 +35,9 @@ class ConversionReport:
     # a conversion tuned for a latency (`convert2snn.stages.tune`): the target T, the recipes, the
     # calibration samples and seconds they used, and each layer's output error before / after
     tuning: dict[str, Any] | None = None
+    # every fine-tuning run (`convert2snn.finetune`), in order: T, epochs, data, optimizer, the accuracy at T
+    # before and after, and the per-epoch history
+    fine_tuning: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict (saved with the model; `ConversionReport(**d)` reads it back)."""
@@ -46,6 +49,7 @@ class ConversionReport:
             "notes": self.notes,
             "calibration_inputs": self.calibration_inputs,
             "tuning": self.tuning,
+            "fine_tuning": self.fine_tuning,
         }
 
     def __str__(self) -> str:
@@ -65,6 +69,14 @@ class ConversionReport:
                 f"  tuned for T = {t['timesteps']} with {'+'.join(t['recipes']) or 'nothing (untuned was best)'} "
                 f"({t['chosen_by']}{': ' + tried if tried else ''}) on {t['samples']} calibration samples "
                 f"({spent}); layer output error vs the ANN {t['error_before']:.4g} → {t['error_after']:.4g}"
+            )
+        for run in self.fine_tuning:
+            learned = f"; learned {' and '.join(run['learned'])}" if run["learned"] else ""
+            lines.append(
+                f"  fine-tuned at T = {run['timesteps']} for {run['epochs']} epoch(s) on {run['samples']} samples "
+                f"({run['optimizer']}, lr {run['lr']:g}, surrogate {run['surrogate']}{learned}): accuracy at T "
+                f"{run['accuracy_before']:.2%} → {run['accuracy_after']:.2%} on {run['measured_on']} "
+                f"({run['seconds']:.0f} s)"
             )
         lines += [f"  approximation: {a}" for a in self.approximations]
         lines += [f"  note: {n}" for n in self.notes]

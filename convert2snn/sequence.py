@@ -8,6 +8,9 @@ layer's current for a constant input is computed once, not T times.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from spikingjelly.activation_based import functional
 from spikingjelly.activation_based.base import StepModule
@@ -58,7 +61,8 @@ def sequence_buffer(x_seq: torch.Tensor) -> torch.Tensor:
 
 class SeqModule(nn.Module, StepModule):
     """Apply a stateless module to every time step of a sequence (once, when the steps are all the
-    same; on one sample, when the samples are all the same as well)."""
+    same; on one sample, when the samples are all the same as well). In single-step mode
+    (SpikingJelly's ``step_mode = "s"``, set by `functional.set_step_mode`) it is the module itself."""
 
     def __init__(self, module: nn.Module):
         super().__init__()
@@ -67,7 +71,10 @@ class SeqModule(nn.Module, StepModule):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         """Input [T, B, ...] → [T, B, ...]: the module on time folded into the batch; a time-constant input runs
-        one step (one sample when the samples are constant too) and is expanded back."""
+        one step (one sample when the samples are constant too) and is expanded back. Single-step mode:
+        [B, ...] → the module's output."""
+        if self.step_mode == "s":
+            return self.module(x_seq)
         steps = x_seq.shape[0]
         if is_time_constant(x_seq):
             step = x_seq[0]
@@ -88,7 +95,10 @@ class SeqAdd(nn.Module, StepModule):
         self.step_mode = "m"
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``a + sign·b`` for sequences [T, B, ...] (time-constant, without copies, when both inputs are)."""
+        """``a + sign·b`` for sequences [T, B, ...] (time-constant, without copies, when both inputs are), or for
+        one step [B, ...] in single-step mode."""
+        if self.step_mode == "s":
+            return a + self.sign * b
         steps = max(a.shape[0], b.shape[0])
         if is_time_constant(a) and is_time_constant(b):
             return constant_sequence(a[0] + self.sign * b[0], steps)
@@ -105,7 +115,9 @@ class SeqCat(nn.Module, StepModule):
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         """The sequences [T, B, ...] concatenated along per-sample axis ``dim`` (time-constant ones expanded to T;
-        the result is time-constant when all inputs are)."""
+        the result is time-constant when all inputs are); in single-step mode, steps [B, ...] along ``dim``."""
+        if self.step_mode == "s":
+            return torch.cat(xs, dim=self.dim)
         steps = max(x.shape[0] for x in xs)
         if all(is_time_constant(x) for x in xs):
             return constant_sequence(torch.cat([x[0] for x in xs], dim=self.dim), steps)
@@ -117,3 +129,18 @@ def propagate_shapes(gm: fx.GraphModule, example: torch.Tensor) -> None:
     """Record every node's output shape in ``node.meta["tensor_meta"]``; neuron state is reset after."""
     ShapeProp(gm).propagate(example)
     functional.reset_net(gm)
+
+
+@contextlib.contextmanager
+def multi_step_mode(network: nn.Module) -> Iterator[nn.Module]:
+    """Run ``network`` in multi-step mode for the block (simulation and fine-tuning feed [T, B, ...]), and give
+    every module its own step mode back after: a user who set single-step mode with SpikingJelly's
+    `functional.set_step_mode(network, "s")` keeps it."""
+    modes = {m: m.step_mode for m in network.modules() if isinstance(m, StepModule) and m.step_mode != "m"}
+    for module in modes:
+        module.step_mode = "m"
+    try:
+        yield network
+    finally:
+        for module, mode in modes.items():
+            module.step_mode = mode

@@ -26,7 +26,7 @@ from .errors import SimulationMemoryError
 from .inputs import check_timesteps
 from .neurons import is_neuron, unit_spikes
 from .progress import progress_bar
-from .sequence import constant_sequence, memory_order
+from .sequence import constant_sequence, memory_order, multi_step_mode
 
 # Memory for one chunk's activations (all layers, the whole batch) when nothing else is said.
 DEFAULT_CHUNK_BYTES = 1 << 30
@@ -324,46 +324,47 @@ def simulate(
     if torch.device(device).type == "cpu":
         tune_cpu_allocator()
     network = network.to(device=device, memory_format=layout).eval()
-    counter = _SpikeCounter(
-        network,
-        layer_names or {},
-        steps,
-        per_neuron,
-        fan_out=fan_out,
-        snapshots=tuple(wanted),
-        sink=sink,
-        trace=trace,
-        enabled=count,
-    )
-    outputs: dict[int, list[torch.Tensor]] = {t: [] for t in wanted}
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    n = x.shape[0]
-    try:
-        for start in progress_bar(
-            range(0, n, batch_size), desc=f"simulating T={steps}", enabled=progress, total=math.ceil(n / batch_size)
-        ):
-            xb = x[start : start + batch_size].to(device).contiguous(memory_format=layout)
-            functional.reset_net(network)
-            tc = chunk or chunk_length(
-                activation_elements, xb.shape[0], steps, largest_elements=largest_activation, device=device
-            )
-            counter.start_batch(xb)
-            for t0 in range(0, steps, tc):
-                length = min(tc, steps - t0)
-                if encoding == "poisson":
-                    noise = torch.rand((length,) + tuple(xb.shape), generator=gen).to(device)
-                    x_seq = (noise < xb.unsqueeze(0)).to(xb.dtype)
-                else:
-                    x_seq = constant_sequence(xb, length)
-                out = network(x_seq)
-                for t in wanted:
-                    if t0 < t <= t0 + length:
-                        outputs[t].append(out[t - t0 - 1].float())  # to the host once, at the end
-                counter.offset += length
-            counter.end_batch()
-            functional.reset_net(network)
-    finally:
-        counter.close()
+    with multi_step_mode(network):  # a network left in single-step mode by its user gets it back after
+        counter = _SpikeCounter(
+            network,
+            layer_names or {},
+            steps,
+            per_neuron,
+            fan_out=fan_out,
+            snapshots=tuple(wanted),
+            sink=sink,
+            trace=trace,
+            enabled=count,
+        )
+        outputs: dict[int, list[torch.Tensor]] = {t: [] for t in wanted}
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        n = x.shape[0]
+        try:
+            for start in progress_bar(
+                range(0, n, batch_size), desc=f"simulating T={steps}", enabled=progress, total=math.ceil(n / batch_size)
+            ):
+                xb = x[start : start + batch_size].to(device).contiguous(memory_format=layout)
+                functional.reset_net(network)
+                tc = chunk or chunk_length(
+                    activation_elements, xb.shape[0], steps, largest_elements=largest_activation, device=device
+                )
+                counter.start_batch(xb)
+                for t0 in range(0, steps, tc):
+                    length = min(tc, steps - t0)
+                    if encoding == "poisson":
+                        noise = torch.rand((length,) + tuple(xb.shape), generator=gen).to(device)
+                        x_seq = (noise < xb.unsqueeze(0)).to(xb.dtype)
+                    else:
+                        x_seq = constant_sequence(xb, length)
+                    out = network(x_seq)
+                    for t in wanted:
+                        if t0 < t <= t0 + length:
+                            outputs[t].append(out[t - t0 - 1].float())  # to the host once, at the end
+                    counter.offset += length
+                counter.end_batch()
+                functional.reset_net(network)
+        finally:
+            counter.close()
     return SimulationResult(
         outputs={t: torch.cat(v).cpu().numpy() for t, v in outputs.items()}, spikes=counter.record(), samples=n
     )

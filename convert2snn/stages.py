@@ -151,6 +151,11 @@ def tune(
             f"tuning for a latency is defined for conversion_type='rate' (this model is {snn.conversion_type!r}): "
             "population and temporal codes are set by n / period instead"
         )
+    if snn.report.fine_tuning:
+        raise InvalidInputError(
+            "this model was fine-tuned (report.fine_tuning): tune rebuilds the SNN from the ANN and would discard "
+            "the trained weights; tune first, then fine-tune the tuned model"
+        )
     changes = {
         key: value
         for key, value in (("timesteps", timesteps), ("recipes", recipes), ("tuning_samples", samples))

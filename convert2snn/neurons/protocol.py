@@ -31,6 +31,10 @@ from .kernels import check_backend
 class StatefulNode:
     """Mixin for every stateful module of a converted network."""
 
+    differentiable: bool = True
+    """Whether backpropagation through time can train through the node (a surrogate-gradient path, or plain
+    differentiable arithmetic); `convert2snn.finetune` refuses networks with a node that declares False."""
+
     def limit_module(self) -> nn.Module:
         """The module's T → ∞ function on multi-step input [T, B, ...] (the exactness reference)."""
         raise NotImplementedError(f"{type(self).__name__} declares no T → ∞ limit")

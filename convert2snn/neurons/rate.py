@@ -77,17 +77,16 @@ class IFNeuron(SpikingNode, BaseNode):
         return f"v_threshold={self.v_threshold}, v_init={start}{leak}{burst}, step_mode={self.step_mode}"
 
     def materialize_states(self, inputs, states, step_mode):
-        """The membrane for this input: filled with its scalar value (or ``v_init``·θ, broadcast) when missing or
-        of another shape, else ``v`` moved to the input's dtype and device."""
+        """The membrane for this input: ``v_init``·θ (broadcast; θ as it is now, a parameter while it is learned)
+        when missing or of another shape, else ``v`` moved to the input's dtype and device."""
         x = inputs[0][0] if step_mode == "m" else inputs[0]
         v = states[0]
         if not isinstance(v, torch.Tensor) or v.shape != x.shape:
-            if isinstance(v, float):
-                v = torch.full_like(x, v)
-            elif self.uniform_start:
-                v = torch.full_like(x, self.v_init * self.v_threshold)
-            else:
-                v = torch.empty_like(x).copy_((self.v_init * self.v_threshold).to(x).expand_as(x))
+            start = self.v_init * self.v_threshold
+            if isinstance(start, float):
+                v = torch.full_like(x, start)
+            else:  # per channel, or θ being learned: a fresh tensor (the no-grad scan updates it in place)
+                v = torch.zeros_like(x) + start.to(x)
         elif v.dtype != x.dtype or v.device != x.device:
             v = v.to(dtype=x.dtype, device=x.device)
         return (v, *states[1:])
@@ -114,8 +113,8 @@ class IFNeuron(SpikingNode, BaseNode):
         if torch.is_grad_enabled() and (x_seq.requires_grad or self.training):
             return super().multi_step_functional_forward(inputs, states, **kwargs)
         v = states[0]
-        decay = None if self.tau is None else 1.0 - 1.0 / self.tau
-        thr = self.v_threshold
+        decay = None if self.tau is None else 1.0 - 1.0 / float(self.tau)
+        thr = float(self.v_threshold)  # a number also while θ is a parameter being learned
         if self.max_spikes > 1:
             return (self._burst_scan(x_seq, v, decay),), (v, *states[1:])
         ran = kernels.if_scan(x_seq, v, thr, decay=decay, backend=self.backend)
@@ -133,7 +132,7 @@ class IFNeuron(SpikingNode, BaseNode):
 
     def _burst_scan(self, x_seq: torch.Tensor, v: torch.Tensor, decay: float | None) -> torch.Tensor:
         """Spike counts [T, ...] of a bursting neuron (the membrane ``v`` is updated in place)."""
-        thr = self.v_threshold
+        thr = float(self.v_threshold)
         counts = sequence_buffer(x_seq)
         for t in range(x_seq.shape[0]):
             if decay is not None:
@@ -142,6 +141,46 @@ class IFNeuron(SpikingNode, BaseNode):
             torch.floor(v / thr, out=counts[t]).clamp_(0.0, float(self.max_spikes))
             v.sub_(counts[t], alpha=thr)
         return counts
+
+    # -- learning: the threshold and the leak as parameters (`convert2snn.finetune`) -------------
+    def learn(self, threshold: bool = False, leak: bool = False) -> list[nn.Parameter]:
+        """Make θ (``threshold``) and, for a leaky neuron, τ (``leak``) trainable: each becomes an `nn.Parameter`
+        of the module (so ``network.parameters()`` yields it) until `freeze`. Returns the new parameters."""
+        if leak and self.tau is None:
+            raise ValueError("a non-leaky IF neuron has no leak to learn (convert with tau=... for LIF neurons)")
+        made = []
+        for name, wanted in (("v_threshold", threshold), ("tau", leak)):
+            value = getattr(self, name)
+            if wanted and not isinstance(value, nn.Parameter):
+                param = nn.Parameter(torch.tensor(float(value)))
+                setattr(self, name, param)  # nn.Module moves the name from the instance dict to its parameters
+                made.append(param)
+        return made
+
+    def freeze(self) -> None:
+        """θ and τ back to plain numbers (their learned values): the no-grad scans and every export read numbers."""
+        for name in ("v_threshold", "tau"):
+            value = getattr(self, name)
+            if isinstance(value, nn.Parameter):
+                delattr(self, name)
+                setattr(self, name, float(value.detach()))
+
+    def get_extra_state(self) -> torch.Tensor:
+        """[θ, τ] (τ = 0 for a non-leaky neuron: a leak needs τ > 1) in the state dict, so that a learned threshold
+        or leak survives ``state_dict`` → ``load_state_dict`` (a tensor, as every other state-dict value)."""
+        tau = 0.0 if self.tau is None else float(self.tau)
+        return torch.tensor([float(self.v_threshold), tau], dtype=torch.float64)
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        """Restore θ and τ from `get_extra_state` (into the parameters while they are being learned)."""
+        threshold, tau = (float(v) for v in state.reshape(-1)[:2])
+        for name, value in (("v_threshold", threshold), ("tau", tau if tau > 0 else None)):
+            current = getattr(self, name)
+            if isinstance(current, nn.Parameter):
+                with torch.no_grad():
+                    current.fill_(value)
+            else:
+                setattr(self, name, value)
 
     def limit_module(self) -> nn.Module:
         """The T → ∞ rate of an IF neuron: clamp(current / θ, 0, Γ) (Γ = ``max_spikes``; a leaky neuron has no

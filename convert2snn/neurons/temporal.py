@@ -51,6 +51,8 @@ def _times(t0: int, steps: int, device: torch.device) -> torch.Tensor:
 class OscillatoryNode(SpikingNode, BaseNode):
     """Common part of the oscillatory neurons: the period K and the global step count ``t``."""
 
+    differentiable = False  # exact by construction: spike times and cycle counters have no surrogate path
+
     def __init__(self, period: int, v_threshold: float = 1.0, step_mode: str = "m"):
         super().__init__(v_threshold=float(v_threshold), v_reset=None, step_mode=step_mode)
         self.period = int(period)
@@ -161,6 +163,8 @@ class StepSynapse(SpikeRouter, base.MemoryModule):
     """Spikes → step currents: each spike adds 1 to the synaptic current until the oscillation
     clears it at the start of the next cycle (a current-based synapse without decay)."""
 
+    differentiable = False  # exact by construction: spike times and cycle counters have no surrogate path
+
     def __init__(self, period: int, step_mode: str = "m"):
         super().__init__()
         self.period = int(period)
@@ -206,6 +210,8 @@ class CycleDelay(SpikeRouter, base.MemoryModule):
     output outside the replayed cycle is zero (silent where a whole chunk is outside), so memory
     and work do not grow with the delay.
     """
+
+    differentiable = False  # exact by construction: spike times and cycle counters have no surrogate path
 
     def __init__(self, cycles: int, period: int, source_cycle: int, step_mode: str = "m"):
         super().__init__()
@@ -258,6 +264,8 @@ class CycleMaxPool(SpikeRouter, base.MemoryModule):
     cycle its output is zero (silent where a whole chunk is outside).
     """
 
+    differentiable = False  # exact by construction: spike times and cycle counters have no surrogate path
+
     def __init__(self, pool: nn.Module, period: int, source_cycle: int, step_mode: str = "m"):
         super().__init__()
         self.pool = pool
@@ -303,6 +311,8 @@ class CycleMaxPool(SpikeRouter, base.MemoryModule):
 class CycleReadout(MembraneReadout):
     """Output layer of the single-spike code: integrates (1/K)·current during cycle ``cycle``
     (0 before it, held after it); at the cycle's end its value is the ANN's output."""
+
+    differentiable = False  # exact by construction: spike times and cycle counters have no surrogate path
 
     def __init__(self, period: int, cycle: int, step_mode: str = "m"):
         super().__init__(step_mode)
