@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--start", choices=["default", "tuned"], default="default", help="fine-tune the default or the tuned conversion"
     )
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--fine-tune-batch", type=int, default=64)
     p.add_argument("--learn-thresholds", action="store_true")
     p.add_argument("--batch", type=int, default=250, help="simulation batch size")

@@ -60,6 +60,10 @@ GPU_MEMORY_SHARE = 0.6
 # Samples on which the accuracy before and after is measured when no validation data is given.
 ACCURACY_SAMPLES = 2048
 
+# Where learned thresholds and leaks are held by `_keep_in_range`.
+MIN_THRESHOLD = 1e-3
+MIN_TAU = 1.01
+
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -136,7 +140,7 @@ def fine_tune(
     *,
     timesteps: int,
     epochs: int = 1,
-    lr: float = 1e-4,
+    lr: float = 1e-3,
     batch_size: int = 64,
     optimizer: str | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] = "adam",
     weight_decay: float = 0.0,
@@ -151,22 +155,24 @@ def fine_tune(
 ) -> FineTuneResult:
     """Train ``snn.network`` in place by backpropagation through ``timesteps`` steps; see the module doc.
 
-    Data: ``x`` and ``y`` arrays in the model's own layout (as `SpikingModel.evaluate` takes them; labels
-    int or one-hot), or ``x`` a `torch.utils.data.DataLoader` yielding (inputs, labels) batches in that
-    layout (``y`` None; its own batch size and sampler apply). ``validation_data``: (x, y) or a DataLoader;
-    the accuracy at T on it is measured before, after every epoch and at the end (without it, before and
-    after on up to `ACCURACY_SAMPLES` training samples).
+        Data: ``x`` and ``y`` arrays in the model's own layout (as `SpikingModel.evaluate` takes them; labels
+        int or one-hot), or ``x`` a `torch.utils.data.DataLoader` yielding (inputs, labels) batches in that
+        layout (``y`` None; its own batch size and sampler apply). ``validation_data``: (x, y) or a DataLoader;
+        the accuracy at T on it is measured before, after every epoch and at the end (without it, before and
+        after on up to `ACCURACY_SAMPLES` training samples).
 
-    ``optimizer``: "adam" (default), "adamw", "sgd" (momentum 0.9) or a callable params → optimiser (then
-    ``lr`` and ``weight_decay`` are its business); the learning rate follows a cosine schedule to 0 over the
-    run. ``surrogate``: see `surrogate_function`. ``learn_thresholds`` / ``learn_leak``: θ per layer
-    (and τ for LIF neurons) train with the weights (IF / LIF neurons only). ``steps_per_epoch`` caps the
-    batches of an epoch (a partial epoch where time is short). ``memory_bytes``: what one micro-batch may
-    hold (default `DEFAULT_CPU_TRAINING_BYTES` on the CPU, `GPU_MEMORY_SHARE` of the free memory on a GPU).
-    ``seed`` (default ``snn.options.seed``) fixes the shuffling, Poisson input and everything else random:
-    the same call on the same machine gives the same network. Runs on ``snn.device``.
+        ``optimizer``: "adam" (default), "adamw", "sgd" (momentum 0.9) or a callable params → optimiser (then
+        ``lr`` and ``weight_decay`` are its business); the learning rate follows a cosine schedule to 0 over the
+        run. ``surrogate``: see `surrogate_function`; it replaces every neuron's surrogate and stays (it is not saved:
+    a loaded model's neurons have the default, ATan). ``learn_thresholds`` / ``learn_leak``: θ per layer
+        (and τ for LIF neurons) train with the weights (IF / LIF neurons only). ``steps_per_epoch`` caps the
+        batches of an epoch (a partial epoch where time is short). ``memory_bytes``: what one micro-batch may
+        hold (default `DEFAULT_CPU_TRAINING_BYTES` on the CPU, `GPU_MEMORY_SHARE` of the free memory on a GPU).
+        ``seed`` (default ``snn.options.seed``) fixes the shuffling, Poisson input and everything else random:
+        the same call on the same machine gives the same network on the CPU (on a GPU, up to its nondeterministic
+        kernels). Runs on ``snn.device``.
 
-    The report gets a ``fine_tuning`` entry (`ConversionReport.fine_tuning`); the ANN is not changed.
+        The report gets a ``fine_tuning`` entry (`ConversionReport.fine_tuning`); the ANN is not changed.
     """
     timesteps = _positive_int(timesteps, "timesteps")
     epochs = _positive_int(epochs, "epochs")
@@ -191,65 +197,73 @@ def fine_tune(
     seed = snn.options.seed if seed is None else int(seed)
     progress = snn.options.progress if progress is None else progress
     classes = _classes(snn)
-    train = _training_data(snn, x, y, classes, batch_size)
-    validation = None if validation_data is None else _validation_data(snn, validation_data, classes)
     device = snn.device
-    micro = _micro_batch(snn, timesteps, train.batch_size, device, memory_bytes)
-
-    if validation is not None:
-        measure, measured_on = validation, f"{validation[0].shape[0]} validation samples"
-    else:
-        measure = train.head(ACCURACY_SAMPLES)
-        measured_on = f"{measure[0].shape[0]} training samples (no validation_data)"
-    before = _accuracy(snn, measure, timesteps)
-
-    if chosen is not None:
-        for module in network.modules():
-            if isinstance(module, BaseNode):
-                module.surrogate_function = chosen
-    learned_params = []
-    for module in network.modules():
-        if isinstance(module, IFNeuron) and (learn_thresholds or learn_leak):
-            learned_params += module.learn(threshold=learn_thresholds, leak=learn_leak)
-    layout = memory_format_for(train.example, device)
-    network.to(device=device, memory_format=layout)
-    started = time.perf_counter()
+    cuda = [] if device.type != "cuda" else [torch.cuda.current_device() if device.index is None else device.index]
     history: list[EpochRecord] = []
-    try:
-        cuda = [] if device.type != "cuda" else [torch.cuda.current_device() if device.index is None else device.index]
-        with torch.random.fork_rng(devices=cuda), multi_step_mode(network):
-            torch.manual_seed(seed)
-            opt = make_optimizer([p for p in network.parameters() if p.requires_grad])
-            batches = train.batches_per_epoch(steps_per_epoch)
+    learned_params: list[nn.Parameter] = []
+    # everything random from here on (a DataLoader's shuffling included) follows ``seed``; the caller's RNG state
+    # is given back after
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        train = _training_data(snn, x, y, classes, batch_size, steps_per_epoch)
+        validation = None if validation_data is None else _validation_data(snn, validation_data, classes)
+        micro = _micro_batch(snn, timesteps, train.batch_size, device, memory_bytes)
+        if validation is not None:
+            measure, measured_on = validation, f"{validation[0].shape[0]} validation samples"
+        else:
+            measure = train.head(ACCURACY_SAMPLES)
+            measured_on = f"{measure[0].shape[0]} training samples (no validation_data)"
+        before = _accuracy(snn, measure, timesteps)
+        layout = memory_format_for(train.example, device)
+        batches = train.batches_per_epoch(steps_per_epoch)
+        started = time.perf_counter()
+        try:
+            if chosen is not None:
+                for module in network.modules():
+                    if isinstance(module, BaseNode):
+                        module.surrogate_function = chosen
+            for module in network.modules():
+                if isinstance(module, IFNeuron):
+                    learned_params += module.learn(
+                        threshold=learn_thresholds, leak=learn_leak and module.tau is not None
+                    )
+            network.to(device=device, memory_format=layout)
+            learned_ids = {id(p) for p in learned_params}
+            weights = [p for p in network.parameters() if p.requires_grad and id(p) not in learned_ids]
+            # thresholds and leaks are not decayed towards 0 (an own optimiser gets the same two groups)
+            groups = [{"params": weights}] + (
+                [{"params": learned_params, "weight_decay": 0.0}] if learned_params else []
+            )
+            opt = make_optimizer(groups)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * batches))
             generator = torch.Generator().manual_seed(seed)
-            for epoch in range(1, epochs + 1):
-                history.append(
-                    _epoch(
-                        snn, train, opt, schedule, epoch, epochs, timesteps, micro, layout, generator, batches, progress
+            with multi_step_mode(network):
+                for epoch in range(1, epochs + 1):
+                    history.append(
+                        _epoch(
+                            snn,
+                            train,
+                            opt,
+                            schedule,
+                            epoch,
+                            epochs,
+                            timesteps,
+                            micro,
+                            layout,
+                            generator,
+                            batches,
+                            progress,
+                        )
                     )
-                )
-                if validation is not None:
-                    history[-1].validation_accuracy = _accuracy(snn, validation, timesteps)
-                logger.info("convert2snn: fine-tuning epoch %d/%d: %s", epoch, epochs, history[-1])
-                if shown(progress):
-                    e = history[-1]
-                    val = (
-                        ""
-                        if e.validation_accuracy is None
-                        else f", accuracy at T={timesteps} {e.validation_accuracy:.2%}"
-                    )
-                    print(
-                        f"convert2snn: epoch {epoch}/{epochs}: loss {e.loss:.4f}, train accuracy {e.train_accuracy:.2%}"
-                        f"{val} ({e.seconds:.0f} s)",
-                        flush=True,
-                    )
-    finally:
-        for module in network.modules():
-            if isinstance(module, IFNeuron):
-                module.freeze()
-        network.eval()
-        functional.reset_net(network)
+                    if validation is not None:
+                        history[-1].validation_accuracy = _accuracy(snn, validation, timesteps)
+                    _announce(history[-1], epochs, timesteps, progress)
+        finally:
+            for module in network.modules():
+                if isinstance(module, IFNeuron):
+                    module.freeze()
+            network.eval()
+            functional.reset_net(network)
     after = history[-1].validation_accuracy if validation is not None else _accuracy(snn, measure, timesteps)
     result = FineTuneResult(timesteps, before, after, measured_on, micro, history)
     learned = [name for name, on in (("thresholds", learn_thresholds), ("leaks", learn_leak)) if on]
@@ -262,8 +276,8 @@ def fine_tune(
             "micro_batch": micro,
             "steps_per_epoch": batches,
             "optimizer": optimizer_name,
-            "lr": float(lr),
-            "weight_decay": float(weight_decay),
+            "lr": None if callable(optimizer) else float(lr),  # a callable optimiser sets its own
+            "weight_decay": None if callable(optimizer) else float(weight_decay),
             "surrogate": _surrogate_name(network),
             "learned": learned,
             "learned_parameters": len(learned_params),
@@ -276,6 +290,22 @@ def fine_tune(
         }
     )
     return result
+
+
+def _announce(record: EpochRecord, epochs: int, timesteps: int, progress: bool) -> None:
+    """Log an epoch's numbers, and print them where progress is shown."""
+    logger.info("convert2snn: fine-tuning epoch %d/%d: %s", record.epoch, epochs, record)
+    if shown(progress):
+        val = (
+            ""
+            if record.validation_accuracy is None
+            else f", accuracy at T={timesteps} {record.validation_accuracy:.2%}"
+        )
+        print(
+            f"convert2snn: epoch {record.epoch}/{epochs}: loss {record.loss:.4f}, train accuracy "
+            f"{record.train_accuracy:.2%}{val} ({record.seconds:.0f} s)",
+            flush=True,
+        )
 
 
 # -- the epoch ---------------------------------------------------------------------------------
@@ -305,11 +335,13 @@ def _epoch(
     for xb, yb in bar:
         opt.zero_grad(set_to_none=True)
         n = xb.shape[0]
+        # Poisson noise is drawn for the whole batch, so the spike trains do not depend on the micro-batch size
+        noise = _noise(xb, timesteps, generator) if snn.options.encoding == "poisson" else None
         for i in range(0, n, micro):
             xm = xb[i : i + micro].to(device).contiguous(memory_format=layout)
-            ym = torch.as_tensor(yb[i : i + micro], device=device)
+            ym = torch.as_tensor(yb[i : i + micro], dtype=torch.long, device=device)
             functional.reset_net(network)
-            out = network(_encode(xm, timesteps, snn.options.encoding, generator))[-1]
+            out = network(_encode(xm, timesteps, None if noise is None else noise[:, i : i + micro]))[-1]
             loss = nn.functional.cross_entropy(out, ym)
             (loss * (xm.shape[0] / n)).backward()
             total_loss += float(loss.detach()) * xm.shape[0]
@@ -317,6 +349,7 @@ def _epoch(
         seen += n
         opt.step()
         schedule.step()
+        _keep_in_range(network)
         if isinstance(bar, tqdm):  # progress shown
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.2%}")
     functional.reset_net(network)
@@ -326,13 +359,28 @@ def _epoch(
     )
 
 
-def _encode(x: torch.Tensor, steps: int, encoding: str, generator: torch.Generator) -> torch.Tensor:
+def _keep_in_range(network: nn.Module) -> None:
+    """Learned θ stays positive and τ above 1 (a leak factor 1 − 1/τ in (0, 1)): an optimiser step may overshoot."""
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, IFNeuron):
+                if isinstance(module.v_threshold, nn.Parameter):
+                    module.v_threshold.clamp_(min=MIN_THRESHOLD)
+                if isinstance(module.tau, nn.Parameter):
+                    module.tau.clamp_(min=MIN_TAU)
+
+
+def _noise(x: torch.Tensor, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """Uniform noise [T, B, ...] for Poisson input (drawn on the CPU from the seeded generator)."""
+    return torch.rand((steps,) + tuple(x.shape), generator=generator)
+
+
+def _encode(x: torch.Tensor, steps: int, noise: torch.Tensor | None) -> torch.Tensor:
     """The input sequence [T, B, ...]: ``x`` held for T steps (a stride-0 view: the first layer computes once),
-    or Bernoulli spikes with probability ``x`` per step."""
-    if encoding == "poisson":
-        noise = torch.rand((steps,) + tuple(x.shape), generator=generator).to(x.device)
-        return (noise < x.unsqueeze(0)).to(x.dtype)
-    return constant_sequence(x, steps)
+    or, given ``noise``, Bernoulli spikes with probability ``x`` per step."""
+    if noise is None:
+        return constant_sequence(x, steps)
+    return (noise.to(x.device) < x.unsqueeze(0)).to(x.dtype)
 
 
 @torch.no_grad()
@@ -347,7 +395,9 @@ def _accuracy(snn: SpikingModel, data: tuple[torch.Tensor, np.ndarray], timestep
 class _TrainingData:
     """Training batches from arrays (shuffled with the seed) or from a DataLoader (its own order)."""
 
-    def __init__(self, snn: SpikingModel, classes: int, batch_size: int, arrays=None, loader=None):
+    def __init__(
+        self, snn: SpikingModel, classes: int, batch_size: int, arrays=None, loader=None, cap: int | None = None
+    ):
         self.snn, self.classes, self.arrays, self.loader = snn, classes, arrays, loader
         if arrays is not None:
             self.samples, self.batch_size = arrays[0].shape[0], min(batch_size, arrays[0].shape[0])
@@ -357,7 +407,11 @@ class _TrainingData:
             first_x, _ = self._convert(next(iter(loader)))
             self.example = first_x[:1]
             self.batch_size = int(loader.batch_size or first_x.shape[0])
-            self.per_epoch = len(loader)
+            self.per_epoch = _length(loader, cap)
+            if self.per_epoch is None:
+                raise InvalidInputError(
+                    "this DataLoader has no length (an iterable-style dataset): give steps_per_epoch=... batches"
+                )
             self.samples = _length(loader.dataset, self.per_epoch * self.batch_size)
 
     def batches_per_epoch(self, cap: int | None) -> int:
@@ -370,7 +424,7 @@ class _TrainingData:
                 f"{type(batch).__name__}{f' of {len(batch)}' if isinstance(batch, (tuple, list)) else ''}"
             )
         xb = self.snn._inputs(batch[0], "DataLoader inputs")
-        yb = batch[1].numpy() if isinstance(batch[1], torch.Tensor) else batch[1]
+        yb = batch[1].detach().cpu().numpy() if isinstance(batch[1], torch.Tensor) else batch[1]
         return xb, labels_to_indices(yb, xb.shape[0], self.classes)
 
     def iterate(self, generator: torch.Generator, batches: int) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
@@ -401,11 +455,11 @@ class _TrainingData:
         return torch.cat(xs)[:n], np.concatenate(ys)[:n]
 
 
-def _training_data(snn: SpikingModel, x: Any, y: Any, classes: int, batch_size: int) -> _TrainingData:
+def _training_data(snn: SpikingModel, x: Any, y: Any, classes: int, batch_size: int, cap: int | None) -> _TrainingData:
     if isinstance(x, DataLoader):
         if y is not None:
             raise InvalidInputError("with a DataLoader the labels come from its batches: leave y out")
-        return _TrainingData(snn, classes, batch_size, loader=x)
+        return _TrainingData(snn, classes, batch_size, loader=x, cap=cap)
     if y is None:
         raise InvalidInputError("fine_tune needs labels: fine_tune(x, y, timesteps=...) or a DataLoader of (x, y)")
     xt = snn._inputs(as_tensor(x, "x"), "x")
@@ -414,7 +468,7 @@ def _training_data(snn: SpikingModel, x: Any, y: Any, classes: int, batch_size: 
 
 def _validation_data(snn: SpikingModel, data: Any, classes: int) -> tuple[torch.Tensor, np.ndarray]:
     if isinstance(data, DataLoader):
-        loaded = _TrainingData(snn, classes, 1, loader=data)
+        loaded = _TrainingData(snn, classes, 1, loader=data, cap=1)  # only read through, never per epoch
         return loaded.head(_length(data.dataset, 1 << 62))
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise InvalidInputError("validation_data must be (x, y) or a DataLoader of (inputs, labels) batches")
@@ -422,10 +476,10 @@ def _validation_data(snn: SpikingModel, data: Any, classes: int) -> tuple[torch.
     return xv, labels_to_indices(data[1], xv.shape[0], classes)
 
 
-def _length(dataset: Any, otherwise: int) -> int:
-    """``len(dataset)``, or ``otherwise`` for an iterable-style dataset without a length."""
+def _length(sized: Any, otherwise: int | None) -> int | None:
+    """``len(sized)``, or ``otherwise`` for an iterable-style dataset (or its loader) without a length."""
     try:
-        return len(dataset)
+        return len(sized)
     except TypeError:
         return otherwise
 

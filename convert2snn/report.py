@@ -72,9 +72,10 @@ class ConversionReport:
             )
         for run in self.fine_tuning:
             learned = f"; learned {' and '.join(run['learned'])}" if run["learned"] else ""
+            rate = "" if run["lr"] is None else f", lr {run['lr']:g}"
             lines.append(
                 f"  fine-tuned at T = {run['timesteps']} for {run['epochs']} epoch(s) on {run['samples']} samples "
-                f"({run['optimizer']}, lr {run['lr']:g}, surrogate {run['surrogate']}{learned}): accuracy at T "
+                f"({run['optimizer']}{rate}, surrogate {run['surrogate']}{learned}): accuracy at T "
                 f"{run['accuracy_before']:.2%} → {run['accuracy_after']:.2%} on {run['measured_on']} "
                 f"({run['seconds']:.0f} s)"
             )

@@ -126,8 +126,10 @@ class SeqCat(nn.Module, StepModule):
 
 @torch.no_grad()
 def propagate_shapes(gm: fx.GraphModule, example: torch.Tensor) -> None:
-    """Record every node's output shape in ``node.meta["tensor_meta"]``; neuron state is reset after."""
-    ShapeProp(gm).propagate(example)
+    """Record every node's output shape in ``node.meta["tensor_meta"]`` (in multi-step mode, whatever mode the
+    user left the network in); neuron state is reset after."""
+    with multi_step_mode(gm):
+        ShapeProp(gm).propagate(example)
     functional.reset_net(gm)
 
 

@@ -18,6 +18,11 @@ from . import kernels
 from .protocol import SpikingNode
 
 
+def _number(value: float | torch.Tensor) -> float:
+    """θ or τ as a Python number, also while it is a parameter being learned."""
+    return float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+
+
 class IFNeuron(SpikingNode, BaseNode):
     """Integrate-and-fire neuron with reset by subtraction and a configurable initial potential.
 
@@ -113,8 +118,8 @@ class IFNeuron(SpikingNode, BaseNode):
         if torch.is_grad_enabled() and (x_seq.requires_grad or self.training):
             return super().multi_step_functional_forward(inputs, states, **kwargs)
         v = states[0]
-        decay = None if self.tau is None else 1.0 - 1.0 / float(self.tau)
-        thr = float(self.v_threshold)  # a number also while θ is a parameter being learned
+        decay = None if self.tau is None else 1.0 - 1.0 / _number(self.tau)
+        thr = _number(self.v_threshold)  # a number also while θ is a parameter being learned
         if self.max_spikes > 1:
             return (self._burst_scan(x_seq, v, decay),), (v, *states[1:])
         ran = kernels.if_scan(x_seq, v, thr, decay=decay, backend=self.backend)
@@ -132,7 +137,7 @@ class IFNeuron(SpikingNode, BaseNode):
 
     def _burst_scan(self, x_seq: torch.Tensor, v: torch.Tensor, decay: float | None) -> torch.Tensor:
         """Spike counts [T, ...] of a bursting neuron (the membrane ``v`` is updated in place)."""
-        thr = float(self.v_threshold)
+        thr = _number(self.v_threshold)
         counts = sequence_buffer(x_seq)
         for t in range(x_seq.shape[0]):
             if decay is not None:
@@ -163,13 +168,13 @@ class IFNeuron(SpikingNode, BaseNode):
             value = getattr(self, name)
             if isinstance(value, nn.Parameter):
                 delattr(self, name)
-                setattr(self, name, float(value.detach()))
+                setattr(self, name, _number(value))
 
     def get_extra_state(self) -> torch.Tensor:
         """[θ, τ] (τ = 0 for a non-leaky neuron: a leak needs τ > 1) in the state dict, so that a learned threshold
         or leak survives ``state_dict`` → ``load_state_dict`` (a tensor, as every other state-dict value)."""
-        tau = 0.0 if self.tau is None else float(self.tau)
-        return torch.tensor([float(self.v_threshold), tau], dtype=torch.float64)
+        tau = 0.0 if self.tau is None else _number(self.tau)
+        return torch.tensor([_number(self.v_threshold), tau], dtype=torch.float64)
 
     def set_extra_state(self, state: torch.Tensor) -> None:
         """Restore θ and τ from `get_extra_state` (into the parameters while they are being learned)."""

@@ -80,9 +80,10 @@ def _layer_outputs(network: nn.Module, x_seq: torch.Tensor, training: bool) -> t
 
 
 @pytest.mark.parametrize("seed", range(4))  # residual, concat, plain, max-pool
-@pytest.mark.parametrize("kind", ["rate", "population"])
+@pytest.mark.parametrize("kind", ["rate", "lif", "population"])
 def test_the_surrogate_path_spikes_exactly_like_the_inference_path(data, seed, kind):
-    snn = convert2snn.convert(RandomNet(seed), conversion_type=kind, calibration_data=data, progress=False)
+    options = {"conversion_type": "rate", "neuron": "lif", "tau": 6.0} if kind == "lif" else {"conversion_type": kind}
+    snn = convert2snn.convert(RandomNet(seed), calibration_data=data, progress=False, **options)
     x_seq = snn._inputs(data[:16]).unsqueeze(0).expand(7, -1, -1, -1, -1)
     trained, trained_spikes = _layer_outputs(snn.network, x_seq, training=True)
     inferred, inferred_spikes = _layer_outputs(snn.network, x_seq, training=False)
@@ -90,7 +91,7 @@ def test_the_surrogate_path_spikes_exactly_like_the_inference_path(data, seed, k
     for a, b in zip(trained_spikes, inferred_spikes, strict=True):
         assert a.shape == b.shape and a.sum() > 0
         assert torch.equal(a, b)
-    if kind == "rate":
+    if kind != "population":
         assert torch.equal(trained, inferred)
     else:  # a population's mean is a sum / n in one path and mean() in the other: equal to rounding
         torch.testing.assert_close(trained, inferred, rtol=1e-6, atol=1e-6)
@@ -192,6 +193,13 @@ def test_single_step_mode_gives_the_multi_step_outputs(digits):
     twin = copy.deepcopy(snn)
     functional.set_step_mode(twin.network, "s")
     np.testing.assert_array_equal(twin.predict(x_test[:50], timesteps=steps), snn.predict(x_test[:50], timesteps=steps))
+    twin._static = None  # evaluate's structural metrics trace the network: in multi-step mode too
+    a, b = (
+        twin.evaluate(x_test[:50], y_test[:50], timesteps=steps),
+        snn.evaluate(x_test[:50], y_test[:50], timesteps=steps),
+    )
+    assert a.as_dict() == b.as_dict()
+    assert twin.spike_counts(x_test[:50], timesteps=steps) == snn.spike_counts(x_test[:50], timesteps=steps)
     assert all(m.step_mode == "s" for m in twin.network.modules() if hasattr(m, "step_mode"))
 
 
@@ -251,6 +259,13 @@ def test_bad_requests_are_refused_before_training(digits, data, monkeypatch):
     loader = DataLoader(TensorDataset(torch.from_numpy(x[:64])), batch_size=32)
     with pytest.raises(InvalidInputError, match=r"must yield \(inputs, labels\) batches; got list of 1"):
         snn.fine_tune(loader, timesteps=2)
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return iter(zip(torch.from_numpy(x[:64]), torch.from_numpy(y[:64])))
+
+    with pytest.raises(InvalidInputError, match="this DataLoader has no length .* give steps_per_epoch"):
+        snn.fine_tune(DataLoader(Stream(), batch_size=32), timesteps=2)
     population = convert2snn.convert(RandomNet(2), conversion_type="population", calibration_data=data, progress=False)
     with pytest.raises(InvalidInputError, match="'relu' \\(PopulationIFNode\\) has its thresholds set by its code"):
         population.fine_tune(data, np.zeros(96, int), timesteps=2, learn_thresholds=True)
@@ -263,10 +278,47 @@ def test_bad_requests_are_refused_before_training(digits, data, monkeypatch):
     assert not snn.report.fine_tuning
 
 
-def test_learned_leak_of_lif_neurons(data):
+def test_learned_leak_of_lif_neurons(data, tmp_path):
     snn = convert2snn.convert(RandomNet(2), calibration_data=data, neuron="lif", tau=20.0, progress=False)
     y = snn.ann_predict(data).argmax(1)
     snn.fine_tune(data, y, timesteps=4, epochs=1, lr=1e-2, batch_size=32, learn_leak=True, learn_thresholds=True)
     taus = [m.tau for m in snn.network.modules() if isinstance(m, IFNeuron)]
     assert all(type(t) is float for t in taus) and any(t != 20.0 for t in taus)
     assert snn.report.fine_tuning[-1]["learned"] == ["thresholds", "leaks"]
+    snn.save(tmp_path / "lif.c2s")
+    loaded = convert2snn.load(tmp_path / "lif.c2s")
+    assert [m.tau for m in loaded.network.modules() if isinstance(m, IFNeuron)] == taus
+    np.testing.assert_array_equal(loaded.predict(data, timesteps=4), snn.predict(data, timesteps=4))
+
+
+def test_learned_thresholds_and_leaks_stay_in_range(data):
+    snn = convert2snn.convert(RandomNet(2), calibration_data=data, neuron="lif", tau=20.0, progress=False)
+    neurons = [m for m in snn.network.modules() if isinstance(m, IFNeuron)]
+    for m in neurons:
+        m.learn(threshold=True, leak=True)
+        with torch.no_grad():
+            m.v_threshold.fill_(-0.5)
+            m.tau.fill_(0.3)
+    finetune_module._keep_in_range(snn.network)
+    assert all(float(m.v_threshold.detach()) == pytest.approx(finetune_module.MIN_THRESHOLD) for m in neurons)
+    assert all(float(m.tau.detach()) == pytest.approx(finetune_module.MIN_TAU) for m in neurons)
+    for m in neurons:
+        m.freeze()
+
+
+def test_own_optimizer_and_a_named_surrogate(digits):
+    snn, x, y, *_ = digits
+    model = copy.deepcopy(snn)
+    model.fine_tune(  # int32 labels too (TensorFlow's)
+        x[:128],
+        y[:128].astype(np.int32),
+        timesteps=2,
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.01),
+        surrogate="sigmoid",
+    )
+    entry = model.report.fine_tuning[-1]
+    assert (entry["optimizer"], entry["lr"], entry["surrogate"]) == ("<lambda>", None, "Sigmoid")
+    assert "(<lambda>, surrogate Sigmoid)" in str(model.report)
+    assert all(
+        type(m.surrogate_function).__name__ == "Sigmoid" for m in model.network.modules() if isinstance(m, IFNeuron)
+    )
