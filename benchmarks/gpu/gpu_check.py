@@ -17,7 +17,10 @@ with its message, the run goes on; exit status 1 if any stage failed):
    the weights): rate at T = 8…128 and batch 32…1024, population n = 16, single-spike temporal,
    SpikingJelly's converted model interleaved in the same run; its JSON beside ours;
 5. ``torchrun``: ``torch.distributed.run --nproc_per_node 1`` (NCCL on CUDA, gloo on the CPU)
-   evaluates a converted network; the merged result must equal one plain process's.
+   evaluates a converted network; the merged result must equal one plain process's;
+6. ``fine_tune``: `SpikingModel.fine_tune` of the random VGG on the device at T = 2, 4, 8 (learned
+   thresholds, a few batches): images per second of backpropagation through time, the micro-batch
+   the memory plan chose, the loss.
 
 ``--quick`` shrinks every stage to seconds (the dry run). Wall-time budget on an H200: see README.md.
 """
@@ -192,12 +195,38 @@ def torchrun(args) -> dict:
     return {"world": merged["world"], "backend": merged["backend"], "accuracy": plain.accuracy}
 
 
+def fine_tune(args) -> dict:
+    import copy
+
+    snn, x = _random_vgg_snn(64 if args.quick else 2048)
+    y = snn.ann_predict(x).argmax(1)  # the ANN's own labels: something learnable
+    batches, batch = (2, 32) if args.quick else (8, 256)
+    out = {}
+    for steps in [2] if args.quick else [2, 4, 8]:
+        model = copy.deepcopy(snn).to(args.device)
+        result = model.fine_tune(
+            x, y, timesteps=steps, batch_size=batch, steps_per_epoch=batches, learn_thresholds=True, progress=False
+        )
+        epoch = result.epochs[0]
+        out[f"T{steps}"] = {
+            "images_per_s": epoch.samples / epoch.seconds,
+            "batch": batch,
+            "micro_batch": result.micro_batch,
+            "loss": epoch.loss,
+            "accuracy_before": result.accuracy_before,
+            "accuracy_after": result.accuracy_after,
+        }
+        log(f"  fine-tune T={steps}: {out[f'T{steps}']['images_per_s']:.0f} images/s, micro-batch {result.micro_batch}")
+    return out
+
+
 STAGES = {
     "environment": environment,
     "kernel_tests": kernel_tests,
     "tf32": tf32,
     "speed": speed,
     "torchrun": torchrun,
+    "fine_tune": fine_tune,
 }
 
 
