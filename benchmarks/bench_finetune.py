@@ -93,6 +93,8 @@ def run(args) -> dict:
         row = {
             "timesteps": t,
             "start": args.start,
+            "epochs": args.epochs,
+            "lr": args.lr,
             "tune_s": tuned_s,
             "before": before,
             "after_epoch": after,
@@ -127,7 +129,7 @@ def run(args) -> dict:
 
 
 def table(results: dict) -> str:
-    epochs = results["epochs"]
+    epochs = max(len(r["after_epoch"]) for r in results["rows"])
     head = "| T | ANN | converted | " + " | ".join(f"fine-tuned {e} ep" for e in range(1, epochs + 1))
     head += " | gap to ANN | s / epoch | × ANN epoch |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -136,6 +138,7 @@ def table(results: dict) -> str:
         lines.append(
             f"| {r['timesteps']} | {results['ann_accuracy']:.2%} | {r['before']:.2%} | "
             + " | ".join(f"{a:.2%}" for a in r["after_epoch"])
+            + " | –" * (epochs - len(r["after_epoch"]))
             + f" | {100 * (r['after_epoch'][-1] - results['ann_accuracy']):+.2f} pp | {seconds:.0f} | "
             f"{seconds / results['ann_epoch_s']:.1f} |"
         )
@@ -152,8 +155,14 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.axhline(100 * results["ann_accuracy"], color="black", lw=1, ls="--", label="ANN")
     ax.plot(ts, [100 * r["before"] for r in results["rows"]], "o-", label=f"converted ({results['rows'][0]['start']})")
-    for e in range(results["epochs"]):
-        ax.plot(ts, [100 * r["after_epoch"][e] for r in results["rows"]], "s-", label=f"fine-tuned, {e + 1} epoch(s)")
+    for e in range(max(len(r["after_epoch"]) for r in results["rows"])):
+        reached = [r for r in results["rows"] if len(r["after_epoch"]) > e]
+        ax.plot(
+            [r["timesteps"] for r in reached],
+            [100 * r["after_epoch"][e] for r in reached],
+            "s-",
+            label=f"fine-tuned, {e + 1} epoch(s)",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(ts, [str(t) for t in ts])
     ax.set_xlabel("timesteps T (trained and tested at T)")
@@ -189,10 +198,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out", type=Path, default=None, help="JSON path (default benchmarks/results/<dataset>_finetune.json)"
     )
+    p.add_argument("--merge", action="store_true", help="add these rows to --out's (same model), replacing equal T")
     args = p.parse_args(argv)
-    results = run(args)
-    print(table(results))
     out = args.out or HERE / "results" / f"{args.dataset}_finetune.json"
+    results = run(args)
+    if args.merge and out.exists():
+        earlier = json.loads(out.read_text())
+        new = {r["timesteps"] for r in results["rows"]}
+        results["rows"] = sorted(
+            [r for r in earlier["rows"] if r["timesteps"] not in new] + results["rows"], key=lambda r: r["timesteps"]
+        )
+    print(table(results))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     plot(results, out.parent.parent / f"{args.dataset}_finetune.png" if args.out is None else out.with_suffix(".png"))

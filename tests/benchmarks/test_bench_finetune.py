@@ -39,12 +39,14 @@ def test_table_and_plot(bench_finetune, tmp_path):
         "rows": [
             {"timesteps": 1, "start": "default", "before": 0.1, "after_epoch": [0.6, 0.7], "epoch_s": [40.0, 60.0]},
             {"timesteps": 4, "start": "default", "before": 0.5, "after_epoch": [0.75, 0.79], "epoch_s": [100.0, 100.0]},
+            {"timesteps": 8, "start": "default", "before": 0.7, "after_epoch": [0.78], "epoch_s": [200.0]},
         ],
     }
     lines = bench_finetune.table(results).splitlines()
     assert lines[0].startswith("| T | ANN | converted | fine-tuned 1 ep | fine-tuned 2 ep | gap to ANN")
     assert lines[2] == "| 1 | 80.00% | 10.00% | 60.00% | 70.00% | -10.00 pp | 50 | 5.0 |"
     assert lines[3] == "| 4 | 80.00% | 50.00% | 75.00% | 79.00% | -1.00 pp | 100 | 10.0 |"
+    assert lines[4] == "| 8 | 80.00% | 70.00% | 78.00% | – | -2.00 pp | 200 | 20.0 |"  # a shorter run
     bench_finetune.plot(results, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 10_000
 
