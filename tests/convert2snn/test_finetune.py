@@ -322,3 +322,13 @@ def test_own_optimizer_and_a_named_surrogate(digits):
     assert all(
         type(m.surrogate_function).__name__ == "Sigmoid" for m in model.network.modules() if isinstance(m, IFNeuron)
     )
+
+
+def test_a_population_network_fine_tunes_its_weights(data):
+    snn = convert2snn.convert(RandomNet(2), conversion_type="population", calibration_data=data, n=4, progress=False)
+    y = (snn.ann_predict(data).argmax(1) + np.arange(96) % 2) % 5  # half the labels moved: something to learn
+    before = [p.detach().clone() for p in snn.network.parameters()]
+    result = snn.fine_tune(data, y, timesteps=2, epochs=4, lr=3e-3, batch_size=16)
+    assert result.epochs[-1].loss < result.epochs[0].loss
+    assert result.accuracy_after > result.accuracy_before
+    assert all(not torch.equal(a, b) for a, b in zip(before, snn.network.parameters(), strict=True))
