@@ -95,6 +95,7 @@ def run(args) -> dict:
             "start": args.start,
             "epochs": args.epochs,
             "lr": args.lr,
+            "ann_epoch_s": ann_epoch,  # the reference measured in the same run (merged runs keep their own)
             "tune_s": tuned_s,
             "before": before,
             "after_epoch": after,
@@ -140,7 +141,7 @@ def table(results: dict) -> str:
             + " | ".join(f"{a:.2%}" for a in r["after_epoch"])
             + " | –" * (epochs - len(r["after_epoch"]))
             + f" | {100 * (r['after_epoch'][-1] - results['ann_accuracy']):+.2f} pp | {seconds:.0f} | "
-            f"{seconds / results['ann_epoch_s']:.1f} |"
+            f"{seconds / r.get('ann_epoch_s', results['ann_epoch_s']):.1f} |"
         )
     return "\n".join(lines)
 
