@@ -201,6 +201,7 @@ def fine_tune(
     cuda = [] if device.type != "cuda" else [torch.cuda.current_device() if device.index is None else device.index]
     history: list[EpochRecord] = []
     learned_params: list[nn.Parameter] = []
+    bounds: list[tuple[nn.Parameter, float]] = []
     # everything random from here on (a DataLoader's shuffling included) follows ``seed``; the caller's RNG state
     # is given back after
     with torch.random.fork_rng(devices=cuda):
@@ -222,11 +223,8 @@ def fine_tune(
                 for module in network.modules():
                     if isinstance(module, BaseNode):
                         module.surrogate_function = chosen
-            for module in network.modules():
-                if isinstance(module, IFNeuron):
-                    learned_params += module.learn(
-                        threshold=learn_thresholds, leak=learn_leak and module.tau is not None
-                    )
+            bounds = _learn(network, learn_thresholds, learn_leak)
+            learned_params += [param for param, _ in bounds]
             network.to(device=device, memory_format=layout)
             learned_ids = {id(p) for p in learned_params}
             weights = [p for p in network.parameters() if p.requires_grad and id(p) not in learned_ids]
@@ -245,6 +243,7 @@ def fine_tune(
                             train,
                             opt,
                             schedule,
+                            bounds,
                             epoch,
                             epochs,
                             timesteps,
@@ -314,6 +313,7 @@ def _epoch(
     train: _TrainingData,
     opt: torch.optim.Optimizer,
     schedule: torch.optim.lr_scheduler.LRScheduler,
+    bounds: list[tuple[nn.Parameter, float]],
     epoch: int,
     epochs: int,
     timesteps: int,
@@ -328,7 +328,10 @@ def _epoch(
     network, device = snn.network, snn.device
     network.train()
     start = time.perf_counter()
-    total_loss, correct, seen = 0.0, 0, 0
+    # summed on the device, read once per epoch (or per batch when the progress bar shows them)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
     bar = progress_bar(
         train.iterate(generator, batches), desc=f"fine-tuning epoch {epoch}/{epochs}", enabled=progress, total=batches
     )
@@ -344,30 +347,37 @@ def _epoch(
             out = network(_encode(xm, timesteps, None if noise is None else noise[:, i : i + micro]))[-1]
             loss = nn.functional.cross_entropy(out, ym)
             (loss * (xm.shape[0] / n)).backward()
-            total_loss += float(loss.detach()) * xm.shape[0]
-            correct += int((out.detach().argmax(1) == ym).sum())
+            total_loss += loss.detach() * xm.shape[0]
+            correct += (out.detach().argmax(1) == ym).sum()
         seen += n
         opt.step()
         schedule.step()
-        _keep_in_range(network)
+        _keep_in_range(bounds)
         if isinstance(bar, tqdm):  # progress shown
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.2%}")
+            bar.set_postfix(loss=f"{float(total_loss) / seen:.4f}", acc=f"{int(correct) / seen:.2%}")
     functional.reset_net(network)
     network.eval()
     return EpochRecord(
-        epoch, total_loss / max(1, seen), correct / max(1, seen), None, seen, time.perf_counter() - start
+        epoch, float(total_loss) / max(1, seen), int(correct) / max(1, seen), None, seen, time.perf_counter() - start
     )
 
 
-def _keep_in_range(network: nn.Module) -> None:
+def _learn(network: nn.Module, thresholds: bool, leaks: bool) -> list[tuple[nn.Parameter, float]]:
+    """Make each IF layer's θ (``thresholds``) and each LIF layer's τ (``leaks``) a parameter (`IFNeuron.learn`);
+    returns every new parameter with the smallest value it may take."""
+    bounds = []
+    for module in network.modules():
+        if isinstance(module, IFNeuron):
+            for param in module.learn(threshold=thresholds, leak=leaks and module.tau is not None):
+                bounds.append((param, MIN_THRESHOLD if param is module.v_threshold else MIN_TAU))
+    return bounds
+
+
+def _keep_in_range(bounds: list[tuple[nn.Parameter, float]]) -> None:
     """Learned θ stays positive and τ above 1 (a leak factor 1 − 1/τ in (0, 1)): an optimiser step may overshoot."""
     with torch.no_grad():
-        for module in network.modules():
-            if isinstance(module, IFNeuron):
-                if isinstance(module.v_threshold, nn.Parameter):
-                    module.v_threshold.clamp_(min=MIN_THRESHOLD)
-                if isinstance(module.tau, nn.Parameter):
-                    module.tau.clamp_(min=MIN_TAU)
+        for param, minimum in bounds:
+            param.clamp_(min=minimum)
 
 
 def _noise(x: torch.Tensor, steps: int, generator: torch.Generator) -> torch.Tensor:

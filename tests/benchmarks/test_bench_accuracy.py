@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 import convert2snn
 from tests.convert2snn.nets import RandomNet
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-@pytest.fixture
-def bench_accuracy():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_accuracy
-
-        yield bench_accuracy
-    finally:
-        sys.path.remove(str(BENCH))
-        for name in ("bench_accuracy", "train_models"):
-            sys.modules.pop(name, None)
 
 
 def test_tuned_rows_table_and_plot(bench_accuracy, tmp_path):

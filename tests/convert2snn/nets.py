@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -58,3 +59,24 @@ class SmallCNN(nn.Module):
 
     def forward(self, x):
         return torch.softmax(self.fc(self.pool(torch.relu(self.bn(self.conv(x)))).flatten(1)), dim=1)
+
+
+def digits_arrays(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits as float32 [N, 1, 8, 8] in [0, 1] and int64 labels, in a seeded order."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng(seed).permutation(len(d.target))
+    return (d.images / 16.0).astype(np.float32)[order, None], d.target.astype(np.int64)[order]
+
+
+def train_classifier(net: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> nn.Module:
+    """``net`` trained in place with Adam on (x, y), batches of 64 in a seeded order; returned in eval mode."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    return net.eval()

@@ -12,6 +12,8 @@ from convert2snn import InvalidInputError
 from convert2snn.neurons import IFNeuron
 from convert2snn.spkeras import cnn_to_snn
 
+from ..nets import digits_arrays, train_classifier
+
 
 class TinyCNN(nn.Module):
     def __init__(self):
@@ -135,12 +137,8 @@ def test_convert2snn_style_without_calibration_data(setup):
 @pytest.fixture(scope="module")
 def digits_cnn():
     """A small CNN trained on scikit-learn's bundled digits (seeded, a few seconds)."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    order = np.random.default_rng(0).permutation(len(d.target))
-    x = torch.from_numpy((d.images / 16.0).astype(np.float32)[order, None])
-    y = torch.from_numpy(d.target.astype(np.int64)[order])
+    xs, ys = digits_arrays()
+    x, y = torch.from_numpy(xs), torch.from_numpy(ys)
     torch.manual_seed(0)
     net = nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1),
@@ -151,13 +149,7 @@ def digits_cnn():
         nn.ReLU(),
         nn.Linear(32, 10),
     )
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(25):
-        for idx in torch.randperm(1400, generator=g).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
+    train_classifier(net, x[:1400], y[:1400], epochs=25, lr=3e-3)
     net.eval()
     with torch.no_grad():
         ann_acc = float((net(x[1400:]).argmax(1) == y[1400:]).float().mean())
