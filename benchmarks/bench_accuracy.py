@@ -53,6 +53,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 DATASETS = {  # dataset → (Keras model recipe in train_models.py, default data file, plot title)
     "mnist": ("mnist_lenet", ROOT.parent / "shared" / "datasets" / "mnist.npz", "LeNet-style CNN on MNIST"),
+    "mnist_avg": (
+        "mnist_lenet_avg",
+        ROOT.parent / "shared" / "datasets" / "mnist.npz",
+        "LeNet-style CNN with average pooling on MNIST",
+    ),
     "cifar10": (
         "cifar10_vgg",
         ROOT.parent / "shared" / "datasets" / "cifar10_jpeg.npz",
@@ -109,7 +114,9 @@ def load_data(dataset: str, path: Path):
     """The arrays the Keras model was trained on (train_models.py's loaders). The CIFAR-10 copy is
     sorted by class, so its splits are shuffled with a fixed seed: calibration images and test
     subsets are then class-balanced (MNIST keeps its original order)."""
-    x_tr, y_tr, x_te, y_te = (train_models.load_mnist if dataset == "mnist" else train_models.load_cifar10)(str(path))
+    x_tr, y_tr, x_te, y_te = (train_models.load_mnist if dataset.startswith("mnist") else train_models.load_cifar10)(
+        str(path)
+    )
     if dataset.startswith("cifar10"):
         rng = np.random.default_rng(0)
         tr, te = rng.permutation(len(x_tr)), rng.permutation(len(x_te))

@@ -22,6 +22,8 @@ import numpy as np
 # Changing a model's entry, its builder or its data loader changes its cache key (`recipe_key`).
 MODELS = {
     "mnist_lenet": dict(epochs=8, batch=128, lr=2e-3, final_lr=2e-5),
+    # The same with average pooling: what NIR (and its consumers) can pool (bench_nir.py).
+    "mnist_lenet_avg": dict(epochs=8, batch=128, lr=2e-3, final_lr=2e-5),
     # Sized for < 1 h of 2-core CPU training (134 s/epoch measured): widths 16/32/64, flips +
     # 4-pixel shifts, weight decay, cosine schedule. Widths 32/64/128 cost 535 s/epoch.
     "cifar10_vgg": dict(epochs=18, batch=128, lr=2e-3, final_lr=2e-5, weight_decay=5e-4, augment=True),
@@ -153,6 +155,27 @@ def mnist_lenet(keras):
     x = layers.Dense(10, name="fc2")(x)
     out = layers.Softmax(name="softmax")(x)
     return keras.Model(inp, out, name="mnist_lenet")
+
+
+def mnist_lenet_avg(keras):
+    """`mnist_lenet` with average pooling (NIR has sum/average pooling, no max pooling of spikes)."""
+    layers = keras.layers
+    inp = keras.Input((28, 28, 1), name="image")
+    x = layers.Conv2D(16, 5, use_bias=False, name="conv1")(inp)  # 24x24x16
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.ReLU(name="relu1")(x)
+    x = layers.AveragePooling2D(2, name="pool1")(x)  # 12x12x16
+    x = layers.Conv2D(32, 5, use_bias=False, name="conv2")(x)  # 8x8x32
+    x = layers.BatchNormalization(name="bn2")(x)
+    x = layers.ReLU(name="relu2")(x)
+    x = layers.AveragePooling2D(2, name="pool2")(x)  # 4x4x32
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(128, name="fc1")(x)
+    x = layers.ReLU(name="relu3")(x)
+    x = layers.Dropout(0.3, name="drop")(x)
+    x = layers.Dense(10, name="fc2")(x)
+    out = layers.Softmax(name="softmax")(x)
+    return keras.Model(inp, out, name="mnist_lenet_avg")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -397,12 +397,17 @@ class SpikingModel:
         return fine_tune(self, x, y, timesteps=timesteps, epochs=epochs, **options)
 
     # -- files -------------------------------------------------------------------------------
-    def to_nir(self, path: str | os.PathLike | None = None) -> Any:
-        """The network as a ``nir.NIRGraph`` (rate conversion, chains of Conv2d/Linear/AvgPool2d/
-        Flatten/IF); also written to ``path`` when given. See `convert2snn.tools.nir`."""
+    def to_nir(self, path: str | os.PathLike | None = None, consumer: str | None = None) -> Any:
+        """The network as a ``nir.NIRGraph`` written for ``consumer`` ('nir', 'norse', 'snntorch' or 'sinabs';
+        default: the conversion's ``nir_target``, else 'nir'); also written to ``path`` when given.
+
+        Exact (the consumer's spikes equal ours) when converted with ``nir_target=consumer``; otherwise a
+        warning names what differs. See `convert2snn.tools.nir`."""
         if self.conversion_type != "rate":
             raise InvalidInputError(f"NIR export covers rate-converted networks, not {self.conversion_type!r}")
-        graph = nir.to_nir(self.network, tuple(self.bridge_info.input_shape))
+        if consumer is None:
+            consumer = self.options.nir_target or "nir"  # rate options (checked above)
+        graph = nir.to_nir(self.network, tuple(self.bridge_info.input_shape), consumer=consumer)
         if path is not None:
             nir.write_nir(graph, path)
         return graph

@@ -173,6 +173,8 @@ def tune(
     start = snn if len(measured) == len(snn.scales) else build(snn.ann, Calibration(measured, report), snn.scheme)
     automatic = str(options.recipes).strip().lower() == "auto"
     candidates = AUTO_CANDIDATES if automatic else (options.recipe_names(),)
+    if options.nir_target is not None:  # NIR states no per-channel initial potential
+        candidates = tuple(c for c in candidates if "potential" not in c)
     tried: dict[str, float] = {}
     spent: dict[str, float] = {}
     best = untuned = None

@@ -299,9 +299,16 @@ def cmd_export(args) -> int:
     out = Path(args.output)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
-    graph = snn.to_nir(out)
-    print(f"NIR graph with {len(graph.nodes)} nodes written to {out}")
-    print("note: IF neurons reset by subtraction; see the graph's metadata 'convert2snn.warning'")
+    with warnings.catch_warnings():  # the note below says it once, with the fix
+        warnings.simplefilter("ignore", UserWarning)
+        graph = snn.to_nir(out, consumer=args.consumer)
+    consumer = graph.metadata["convert2snn.consumer"]
+    print(f"NIR graph for {consumer} with {len(graph.nodes)} nodes written to {out}")
+    if graph.metadata["convert2snn.exact"] != "yes":
+        print(
+            f"note: {consumer} runs other neurons than this SNN's ({graph.metadata['convert2snn.differences']}); "
+            f"convert with --option nir_target={consumer} for an exact export"
+        )
     return 0
 
 
@@ -438,13 +445,19 @@ def build_parser(option_flags: bool = True) -> argparse.ArgumentParser:
         "export",
         parents=[common],
         help="export a converted SNN to another format (NIR)",
-        description="Write a rate-converted SNN (.c2s) as a NIR graph (Conv2d, Linear, AvgPool2d, "
-        "Flatten, IF neurons). Needs the 'nir' package.",
+        description="Write a rate-converted SNN (.c2s) as a NIR graph for one consumer (Conv2d, Linear, "
+        "AvgPool2d, Flatten, scales, residual Add, IF/LIF neurons). Needs the 'nir' package.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("snn", help="converted SNN file (.c2s)")
     p.add_argument("--format", choices=["nir"], default="nir", help="output format (default nir)")
+    p.add_argument(
+        "--consumer",
+        choices=["nir", "norse", "snntorch", "sinabs"],
+        default=None,
+        help="the simulator that will read the file (default: the conversion's nir_target, else nir)",
+    )
     p.add_argument("-o", "--output", required=True, metavar="OUT.nir", help="output file")
     p.set_defaults(func=cmd_export)
     return parser

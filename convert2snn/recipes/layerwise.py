@@ -126,10 +126,10 @@ def tune_layers(
                 problem = LayerProblem(
                     model.bridge_info.layers.get(source, source),
                     current / neuron.v_threshold,
-                    target / (lam / neuron.max_spikes),  # in spikes (of λ/Γ each) per step
+                    target / (lam / neuron.burst_scale),  # in spikes (of λ/Γ each) per step
                     _cap(model.ann.get_submodule(ann_nodes[source].target), lam),
-                    lambda v_init, tau=neuron.tau, burst=neuron.max_spikes: IFNeuron(
-                        1.0, v_init=v_init, tau=tau, max_spikes=burst
+                    lambda v_init, tau=neuron.tau, burst=neuron.max_spikes, n=neuron: IFNeuron(
+                        1.0, v_init=v_init, tau=tau, max_spikes=burst, reset=n.reset_mode, v_min=n.v_min
                     ),
                 )
                 tuning = LayerTuning(
@@ -190,7 +190,7 @@ def _store(tuned: dict[str, torch.Tensor], source: str, lam: torch.Tensor, tunin
     if not torch.equal(new_lam, lam):
         tuned[measured_key(source)] = lam
     if bool((tuning.offset != 0).any()):  # thresholds of the tuned neuron → the ANN's units (θ stands for λ'/Γ)
-        tuned[offset_key(source)] = tuning.offset * new_lam / neuron.max_spikes
+        tuned[offset_key(source)] = tuning.offset * new_lam / neuron.burst_scale
     start = neuron.v_init if neuron.uniform_start else None
     if start is None or bool((tuning.v_init != start).any()):
         tuned[potential_key(source)] = tuning.v_init

@@ -11,7 +11,8 @@ Construction (exact in the T → ∞ limit, checked against the λ-clipped ANN a
   softmax is dropped, the output is a `MembraneReadout`.
 
 Options: `RateOptions` (LIF neurons, Poisson input, SpKeras's current normalisation and
-signed-bit weight quantisation).
+signed-bit weight quantisation, the reset and bursts, and ``nir_target``: the neurons another
+simulator runs from a NIR file, so that `convert2snn.tools.nir` exports reproduce every spike there).
 """
 
 from __future__ import annotations
@@ -59,8 +60,25 @@ class RateOptions(SchemeOptions):
     )
     max_spikes_per_step: int = option(
         1,
-        "burst spikes: a neuron may fire up to this many spikes in one step (1: binary spikes); each counts as "
+        "burst spikes: a neuron may fire up to this many spikes in one step (1: binary spikes; 0: as many as "
+        "thresholds crossed, the threshold staying at the clip level, as Sinabs's MultiSpike); each counts as "
         "a spike in every metric",
+    )
+    reset: str = option(
+        "subtract",
+        "after a spike: 'subtract' the threshold (exact in the limit) or 'zero' (hard reset, firing above the "
+        "threshold: NIR's IF, as Norse and snnTorch run it)",
+        choices=("subtract", "zero"),
+    )
+    v_min: float | None = option(
+        None, "floor of the membrane as a fraction of the threshold (Sinabs's IAF: -1); None: no floor"
+    )
+    nir_target: str | None = option(
+        None,
+        "the neurons a NIR consumer runs, so that snn.to_nir reproduces every spike there: 'nir', 'norse' or "
+        "'snntorch' (reset='zero', v_init=0), 'sinabs' (v_init=0, max_spikes_per_step=0, v_min=-1); "
+        "None: convert2snn's own (reset by subtraction from θ/2, not NIR-expressible)",
+        choices=(None, "nir", "norse", "snntorch", "sinabs"),
     )
     timesteps: int | None = option(
         None,
@@ -92,17 +110,49 @@ class RateOptions(SchemeOptions):
                     f"got {self.thresholding}"
                 )
             self.v_init = float(self.thresholding)
-        if not _positive_int(self.max_spikes_per_step):
+        if not (_positive_int(self.max_spikes_per_step) or _is_zero(self.max_spikes_per_step)):
             raise InvalidInputError(
-                f"max_spikes_per_step must be a positive integer (1: binary spikes), got {self.max_spikes_per_step!r}"
+                "max_spikes_per_step must be a positive integer (1: binary spikes) or 0 (as many as thresholds "
+                f"crossed), got {self.max_spikes_per_step!r}"
             )
         self.max_spikes_per_step = int(self.max_spikes_per_step)
+        self._apply_nir_target()
+        if self.reset == "zero" and self.max_spikes_per_step != 1:
+            raise InvalidInputError(
+                f"reset='zero' fires one spike a step; max_spikes_per_step={self.max_spikes_per_step} needs "
+                "reset='subtract'"
+            )
+        if self.v_min is not None and not (isinstance(self.v_min, (int, float)) and self.v_min <= 0):
+            raise InvalidInputError(f"v_min (a floor, as a fraction of the threshold) must be ≤ 0, got {self.v_min!r}")
         self._validate_tuning()
         if not (int(self.signed_bit) == 0 or 2 <= int(self.signed_bit) <= 32):
             raise InvalidInputError(f"signed_bit must be 0 (off) or 2..32, got {self.signed_bit}")
         if self.signed_bit and self.strict:
             raise ApproximationError(
                 f"signed_bit={self.signed_bit} rounds the weights (an approximation) but strict=True"
+            )
+
+    def _apply_nir_target(self) -> None:
+        """Set the neuron options ``nir_target`` names (`NIR_TARGETS`); a conflicting explicit value is an error."""
+        if self.nir_target is None:
+            return
+        for name, wanted in NIR_TARGETS[self.nir_target].items():
+            value = getattr(self, name)
+            if value != wanted and value != RateOptions.__dataclass_fields__[name].default:
+                raise InvalidInputError(
+                    f"nir_target={self.nir_target!r} needs {name}={wanted!r} (what the consumer simulates), "
+                    f"got {name}={value!r}; leave {name} unset"
+                )
+            setattr(self, name, wanted)
+        if self.neuron == "lif" and self.nir_target in ("norse", "sinabs"):
+            raise InvalidInputError(
+                f"nir_target={self.nir_target!r} with neuron='lif': its NIR importer does not run our leak exactly "
+                "(Norse ignores the LIF's r, Sinabs reads tau in steps); use neuron='if', or nir_target='snntorch'"
+            )
+        if self.recipe_names() and "potential" in self.recipe_names():
+            raise InvalidInputError(
+                "recipes='potential' tunes per-channel initial potentials, which NIR cannot state; with "
+                f"nir_target={self.nir_target!r} use recipes='threshold+bias' (or 'auto')"
             )
 
     def _validate_tuning(self) -> None:
@@ -144,6 +194,22 @@ class RateOptions(SchemeOptions):
         return tuple(name for name in RECIPES if name in names)
 
 
+# The neuron options that make a rate SNN's neurons those a NIR consumer simulates from our export (see
+# `convert2snn.tools.nir`): NIR's IF, Norse's IAFCell and snnTorch's Leaky(β = 1, reset "zero") fire above θ,
+# reset to 0 and start at 0; Sinabs's IAF resets by subtraction, fires floor(v/θ) spikes and floors v at −θ.
+_HARD_RESET = {"reset": "zero", "v_init": 0.0, "max_spikes_per_step": 1, "v_min": None}
+NIR_TARGETS: dict[str, dict[str, object]] = {
+    "nir": _HARD_RESET,
+    "norse": _HARD_RESET,
+    "snntorch": _HARD_RESET,
+    "sinabs": {"reset": "subtract", "v_init": 0.0, "max_spikes_per_step": 0, "v_min": -1.0},
+}
+
+
+def _is_zero(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) == 0
+
+
 def _positive_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) >= 1
 
@@ -157,8 +223,11 @@ class RateScheme(Scheme):
     represented_by = "spike rates of IF neurons"
 
     def has_exact_limit(self) -> bool:
-        """True for IF neurons only: a leaky (LIF) neuron loses charge and has no clipped-ReLU limit."""
-        return self.options.neuron == "if"  # a leaky neuron loses charge: no clipped-ReLU limit
+        """True for IF neurons with reset by subtraction, bounded bursts and no floor: a leaky (LIF) neuron, a
+        hard reset and a floor lose charge, unbounded bursts do not clip; none of those has the clipped-ReLU
+        limit."""
+        o = self.options
+        return o.neuron == "if" and o.reset == "subtract" and o.max_spikes_per_step >= 1 and o.v_min is None
 
     def finalize(self, snn: fx.GraphModule, report: ConversionReport) -> None:
         """With ``signed_bit``: quantise the SNN's weights (`quantize_weights`) and record it as an approximation."""
@@ -181,14 +250,21 @@ def relu_to_if(b: SNNBuilder, node: fx.Node, args: tuple) -> fx.Node:
     scale = b.scales[node.name]
     opts = b.options
     tau = opts.tau if opts.neuron == "lif" else None
-    burst = opts.max_spikes_per_step
+    burst = opts.max_spikes_per_step or 1  # 0: as many spikes as thresholds crossed, the threshold at λ
     current = b.call(SeqModule(Affine(opts.amp_factor * burst / scale, None)), args, f"{node.name}_in", node)
     offset = b.scales.get(offset_key(node.name))
     if offset is not None:
         bias = SeqModule(Affine(None, offset * opts.amp_factor * burst / scale))
         current = b.call(bias, (current,), f"{node.name}_bias", node)
     v_init = b.scales.get(potential_key(node.name), opts.v_init)
-    neuron = IFNeuron(v_threshold=opts.amp_factor, v_init=v_init, tau=tau, max_spikes=burst)
+    neuron = IFNeuron(
+        v_threshold=opts.amp_factor,
+        v_init=v_init,
+        tau=tau,
+        max_spikes=opts.max_spikes_per_step or None,
+        reset=opts.reset,
+        v_min=opts.v_min,
+    )
     spikes = b.call(neuron, (current,), node.name, node)
     return b.call(SeqModule(Affine(scale / burst, None)), (spikes,), f"{node.name}_out", node)
 

@@ -76,7 +76,7 @@ def test_nir_export_refuses_bursts_and_per_channel_starts():
 
     x = torch.rand((32, 1, 8, 8), generator=torch.Generator().manual_seed(0)).numpy()
     burst = convert2snn.convert(SmallCNN(), "rate", x, progress=False, max_spikes_per_step=2)
-    with pytest.raises(UnsupportedLayerError, match=r"fires bursts \(max_spikes_per_step > 1\), which NIR's IF"):
+    with pytest.raises(UnsupportedLayerError, match=r"fires bursts of up to 2 spikes, which no NIR node states"):
         burst.to_nir()
     started = convert2snn.convert(SmallCNN(), "rate", x, progress=False, timesteps=2, recipes="potential")
     assert any(key.endswith(":v_init") for key in started.scales)

@@ -144,7 +144,7 @@ def test_a_tuned_limit_is_the_clipped_ann_with_the_corrected_biases():
         ({"timesteps": 0}, "timesteps (the target latency) must be a positive integer, got 0"),
         ({"timesteps": 4, "recipes": "treshold"}, "Did you mean 'threshold'?"),
         ({"timesteps": 4, "tuning_samples": 0}, "tuning_samples must be a positive integer, got 0"),
-        ({"max_spikes_per_step": 0}, "max_spikes_per_step must be a positive integer (1: binary spikes), got 0"),
+        ({"max_spikes_per_step": -1}, "max_spikes_per_step must be a positive integer (1: binary spikes) or 0"),
     ],
 )
 def test_bad_tuning_options_are_refused_before_any_work(options, message):

@@ -117,3 +117,53 @@ def test_data_free_conversion_warns_once_and_converges(setup):
         convert2snn.convert(net, example_input=x[:1], strict=True)
     with pytest.raises(InvalidInputError, match="input_range"):
         convert2snn.convert(net, example_input=x[:1], input_range=(1, 0))
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("nir", {"reset_mode": "zero", "v_init": 0.0, "max_spikes": 1, "v_min": None}),
+        ("snntorch", {"reset_mode": "zero", "v_init": 0.0, "max_spikes": 1, "v_min": None}),
+        ("sinabs", {"reset_mode": "subtract", "v_init": 0.0, "max_spikes": None, "v_min": -1.0}),
+    ],
+)
+def test_nir_target_sets_the_consumers_neurons(setup, target, expected):
+    snn = _convert(setup, nir_target=target)
+    neurons = [m for m in snn.network.modules() if isinstance(m, IFNeuron)]
+    assert neurons
+    for n in neurons:
+        assert {k: getattr(n, k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"nir_target": "nir", "v_init": 0.3},
+            "nir_target='nir' needs v_init=0.0 (what the consumer simulates), got v_init=0.3",
+        ),
+        ({"nir_target": "sinabs", "max_spikes_per_step": 2}, "nir_target='sinabs' needs max_spikes_per_step=0"),
+        (
+            {"reset": "zero", "max_spikes_per_step": 3},
+            "reset='zero' fires one spike a step; max_spikes_per_step=3 needs",
+        ),
+        ({"v_min": 0.5}, "v_min (a floor, as a fraction of the threshold) must be ≤ 0, got 0.5"),
+        ({"nir_target": "norse", "neuron": "lif"}, "nir_target='norse' with neuron='lif': its NIR importer does not"),
+        (
+            {"nir_target": "nir", "timesteps": 4, "recipes": "potential"},
+            "recipes='potential' tunes per-channel initial",
+        ),
+        ({"nir_target": "lava"}, "nir_target must be one of None, 'nir', 'norse', 'snntorch', 'sinabs', got 'lava'"),
+    ],
+)
+def test_bad_neuron_options_are_refused_before_any_work(options, message):
+    with pytest.raises(InvalidInputError) as err:
+        convert2snn.convert("/nonexistent.onnx", "rate", np.zeros((4, 2, 8, 8), np.float32), **options)
+    assert message in str(err.value)
+
+
+def test_auto_tuning_for_a_nir_target_never_picks_per_channel_potentials(setup):
+    tuned = _convert(setup, nir_target="nir", timesteps=4)
+    assert not any(key.endswith(":v_init") for key in tuned.scales)
+    assert "potential" not in tuned.report.tuning["recipes"]
+    assert tuned.report.tuning["agreement"] and not any("potential" in r for r in tuned.report.tuning["agreement"])
