@@ -61,7 +61,13 @@ def run(args) -> dict:
     x_cal, x_train, y_train = x_tr[: args.calibration], x_tr[: args.train_samples], y_tr[: args.train_samples]
     x_test, y_test = x_te[: args.samples], y_te[: args.samples]
     torch.set_num_threads(torch.get_num_threads())
-    base = convert2snn.convert(str(onnx_path), calibration_data=x_cal, batch_size=args.batch, progress=args.progress)
+    base = convert2snn.convert(
+        str(onnx_path),
+        calibration_data=x_cal,
+        batch_size=args.batch,
+        progress=args.progress,
+        nir_target=args.nir_target,
+    )
     ann_acc = float((base.ann_predict(x_test).argmax(1) == y_test).mean())
     ann_epoch = ann_epoch_seconds(base, x_train, y_train, args.fine_tune_batch, args.lr)
     bench.log(
@@ -73,7 +79,7 @@ def run(args) -> dict:
         tuned_s = 0.0
         if args.start == "tuned":
             with bench.Clock() as clock:
-                start = convert2snn.tune(base, x_cal, timesteps=t, recipes="auto")
+                start = convert2snn.tune(base, x_cal, timesteps=t, recipes=args.recipes)
             tuned_s = clock.wall
         snn = copy.deepcopy(start)
         before = float(snn.evaluate(x_test, y_test, timesteps=t, correlation=False).accuracy[0])
@@ -122,6 +128,8 @@ def run(args) -> dict:
         "lr": args.lr,
         "batch": args.fine_tune_batch,
         "learn_thresholds": args.learn_thresholds,
+        "nir_target": args.nir_target,
+        "recipes": args.recipes,
         "ann_epoch_s": ann_epoch,
         "rows": rows,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -190,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calibration", type=int, default=10000, help="training images for calibration")
     p.add_argument(
         "--start", choices=["default", "tuned"], default="default", help="fine-tune the default or the tuned conversion"
+    )
+    p.add_argument("--recipes", default="auto", help="recipes of --start tuned (convert2snn.tune)")
+    p.add_argument(
+        "--nir-target",
+        choices=["nir", "norse", "snntorch", "sinabs"],
+        default=None,
+        help="convert with the neurons a NIR consumer runs (an exact NIR export; bench_nir.py)",
     )
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--fine-tune-batch", type=int, default=64)

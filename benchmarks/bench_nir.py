@@ -11,7 +11,9 @@
 
     python benchmarks/bench_nir.py --dataset mnist --part accuracy
     python benchmarks/bench_nir.py --dataset cifar10 --part accuracy --samples 1000
-    python benchmarks/bench_nir.py --dataset mnist --part interop --samples 1000 --timesteps 32
+    python benchmarks/bench_nir.py --dataset mnist_avg --part interop --samples 1000 --timesteps 32
+
+``--merge`` adds a run's rows to the JSON of an earlier one (the tuned modes are slow: run them apart).
 
 Prints markdown tables; ``--json`` keeps the rows (default benchmarks/results/nir_<dataset>_<part>.json).
 """
@@ -81,6 +83,16 @@ def accuracy(args) -> dict:
     return {"title": title, "samples": len(x), "timesteps": list(args.timesteps), "ann_accuracy": ann, "rows": rows}
 
 
+def merge_rows(earlier: list[dict], new: list[dict]) -> list[dict]:
+    """``earlier`` rows with ``new`` ones added, a new row replacing an earlier one of the same mode (and
+    consumer); the accuracy part's rows in MODES order, interop rows in run order."""
+    key = lambda r: (r["mode"], r.get("consumer"), r.get("own_neurons"))  # noqa: E731
+    replaced = {key(r) for r in new}
+    order = {mode: i for i, mode in enumerate(MODES)}
+    rows = [r for r in earlier if key(r) not in replaced] + new
+    return sorted(rows, key=lambda r: order.get(r["mode"], len(order)))
+
+
 def accuracy_table(results: dict) -> str:
     ts = results["timesteps"]
     lines = [
@@ -116,13 +128,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--recipes", default="threshold+bias", help="recipes of the tuned modes (convert2snn.tune)")
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--merge", action="store_true", help="add these rows to --json's (same model and images), replacing equal modes"
+    )
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
+    out = args.json or HERE / "results" / f"nir_{args.dataset}_{args.part}.json"
+    earlier = json.loads(out.read_text()) if args.merge and out.exists() else None
+    if earlier is not None and (earlier["samples"], earlier["timesteps"]) != (args.samples, list(args.timesteps)):
+        p.error(f"--merge: {out} holds {earlier['samples']} images at T={earlier['timesteps']}; ask for the same")
     results = accuracy(args) if args.part == "accuracy" else interop(args)
+    if earlier is not None:
+        results["rows"] = merge_rows(earlier["rows"], results["rows"])
     import torch
 
     results["machine"] = f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    out = args.json or HERE / "results" / f"nir_{args.dataset}_{args.part}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(accuracy_table(results) if args.part == "accuracy" else interop_table(results))
@@ -197,7 +217,7 @@ def interop_table(results: dict) -> str:
     ]
     for r in results["rows"]:
         consumer = r["consumer"] + (" (own neurons)" if r["own_neurons"] else "")
-        exact = "yes" if r["spikes_exact"] else f"no ({100 * r['spike_mismatch_max']:.1f} % differ)"
+        exact = "yes" if r["spikes_exact"] else f"no ({100 * r['spike_mismatch_max']:.2g} % differ)"
         lines.append(
             f"| {r['mode']} | {consumer} | {exact} | {100 * r['argmax_agreement']:.2f} % | "
             f"{r['relative_error_max']:.2e} | {100 * r['accuracy_ours']:.2f} | {100 * r['accuracy_consumer']:.2f} |"

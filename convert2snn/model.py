@@ -404,7 +404,15 @@ class SpikingModel:
         Exact (the consumer's spikes equal ours) when converted with ``nir_target=consumer``; otherwise a
         warning names what differs. See `convert2snn.tools.nir`."""
         if self.conversion_type != "rate":
-            raise InvalidInputError(f"NIR export covers rate-converted networks, not {self.conversion_type!r}")
+            why = {
+                "population": "its units (n IF neurons with spread thresholds, read out as a mean) have no NIR node",
+                "temporal": "its thresholds oscillate with the step, which no NIR neuron states",
+            }.get(self.conversion_type, "")
+            raise InvalidInputError(
+                f"NIR export covers rate-converted networks, not {self.conversion_type!r}"
+                + (f": {why}" if why else "")
+                + "; convert with conversion_type='rate' to export"
+            )
         if consumer is None:
             consumer = self.options.nir_target or "nir"  # rate options (checked above)
         graph = nir.to_nir(self.network, tuple(self.bridge_info.input_shape), consumer=consumer)

@@ -49,6 +49,7 @@ from bridges.modules import Affine
 
 from ..errors import InvalidInputError, UnsupportedLayerError
 from ..neurons import IFNeuron, MembraneReadout
+from ..schemes.rate import NIR_TARGETS
 from ..sequence import SeqAdd, SeqModule
 
 # NIR is continuous-time; the consumers discretise with their own step (snnTorch: 1e-4 s, fixed). A leak
@@ -73,39 +74,67 @@ class Consumer:
     # the importer orders nodes depth-first (nirtorch's GraphExecutor), which runs a residual block correctly only
     # when its skip is a bare edge: a skip's rescaling moves into the other branch and the neuron's threshold
     depth_first: bool
-    neurons: dict[str, Any]  # the IFNeuron it runs: reset_mode, v_init, max_spikes, v_min
     why_no_add: str = ""
 
+    @property
+    def neurons(self) -> dict[str, Any]:
+        """The `IFNeuron` it runs (reset_mode, v_init, max_spikes, v_min): what ``nir_target=<name>`` converts to
+        (`convert2snn.schemes.rate.NIR_TARGETS`, the one declaration of it)."""
+        options = NIR_TARGETS[self.name]
+        return {
+            "reset_mode": options["reset"],
+            "v_init": options["v_init"],
+            "max_spikes": options["max_spikes_per_step"] or None,
+            "v_min": options["v_min"],
+        }
 
-_HARD = {"reset_mode": "zero", "v_init": 0.0, "max_spikes": 1, "v_min": None}
-CONSUMERS: dict[str, Consumer] = {
-    "nir": Consumer("nir", "IF", False, True, True, True, True, False, _HARD),
-    "norse": Consumer("norse", "IF", True, True, False, False, False, True, _HARD),
-    "snntorch": Consumer(
-        "snntorch",
-        "LIF",
-        False,
-        False,
-        False,
-        True,
-        False,
-        False,
-        _HARD,
+
+_CONSUMER_LIST = [
+    Consumer(
+        name="nir",  # the specification as written (nir.IF with v_reset = 0, nir.AvgPool2d, nir.Scale)
+        if_node="IF",
+        sum_pool=False,
+        summing_edges=True,
+        scale_nodes=True,
+        leak=True,
+        grouped_conv=True,
+        depth_first=False,
+    ),
+    Consumer(
+        name="norse",
+        if_node="IF",
+        sum_pool=True,  # Norse maps SumPool2d to LPPool2d(1) and drops AvgPool2d
+        summing_edges=True,
+        scale_nodes=False,  # dropped silently
+        leak=False,  # its LIFBoxCell ignores r
+        grouped_conv=False,
+        depth_first=True,  # runs IAFCell: v ← v + I, fire v > θ, v ← 0
+    ),
+    Consumer(
+        name="snntorch",
+        if_node="LIF",  # nir.IF becomes Leaky(β = 0.9) returning (spikes, mem), which breaks the next layer
+        sum_pool=False,
+        summing_edges=False,
+        scale_nodes=False,  # no mapping: refused
+        leak=True,  # Leaky(β = 1 − dt/τ) with dt = 1e-4 and the gain r·dt/τ = 1
+        grouped_conv=False,
+        depth_first=False,
+        # runs Leaky(reset_mechanism="zero"): fire v > θ, v ← 0
         why_no_add="snnTorch's importer (nirtorch.nir_to_torch) passes the two inputs of a node as two arguments "
         "instead of summing them",
     ),
-    "sinabs": Consumer(
-        "sinabs",
-        "IF",
-        True,
-        True,
-        False,
-        False,
-        False,
-        True,
-        {"reset_mode": "subtract", "v_init": 0.0, "max_spikes": None, "v_min": -1.0},
+    Consumer(
+        name="sinabs",
+        if_node="IF",
+        sum_pool=True,  # sinabs.layers.SumPool2d (no padding); AvgPool2d dropped
+        summing_edges=True,
+        scale_nodes=False,  # dropped silently
+        leak=False,  # reads tau in steps and fails on conv-shaped v_leak
+        grouped_conv=False,
+        depth_first=True,  # runs IAFSqueeze: MultiSpike, MembraneSubtract, min_v_mem = −θ
     ),
-}
+]
+CONSUMERS: dict[str, Consumer] = {c.name: c for c in _CONSUMER_LIST}
 
 
 def require_nir() -> Any:
@@ -145,6 +174,7 @@ class _Writer:
         self.differences: dict[str, list[str]] = {}
         self.rounding: list[str] = []  # layers exact only up to float rounding
         self.skips: dict[str, tuple[torch.Tensor, list[str]]] = {}  # diagonal scale nodes: (scale, their sources)
+        self.folded: dict[str, tuple[str, str]] = {}  # node rescaled or removed for a bare skip → (its neuron, layer)
 
     def add(self, key: str, node: Any, sources: list[str]) -> list[str]:
         self.nodes[key] = node
@@ -299,7 +329,7 @@ def _if_neuron(w: _Writer, key, layer, neuron: IFNeuron, in_shape, out_shape, so
     shape = tuple(out_shape)
     theta = np.full(shape, float(neuron.v_threshold), np.float32)
     if len(sources) > 1 and consumer.depth_first:
-        sources, theta = _bare_skip(w, layer, sources, theta)
+        sources, theta = _bare_skip(w, key, layer, sources, theta)
     meta = {
         "convert2snn.layer": layer,
         "convert2snn.reset": neuron.reset_mode,
@@ -318,9 +348,11 @@ def _if_neuron(w: _Writer, key, layer, neuron: IFNeuron, in_shape, out_shape, so
         tau = NO_LEAK_TAU if neuron.tau is None else float(neuron.tau) * DT
         gain = NO_LEAK_TAU / DT if neuron.tau is None else float(neuron.tau)
         node = nir.LIF(
-            tau=np.full(shape, tau),
-            r=np.full(shape, gain),
-            v_leak=np.zeros(shape),
+            # float32, as the network runs: snnTorch forms β = 1 − dt/τ from these arrays, and a float64 β would
+            # carry its membrane in float64 (a few spikes in 10⁵ off at θ)
+            tau=np.full(shape, tau, np.float32),
+            r=np.full(shape, gain, np.float32),
+            v_leak=np.zeros(shape, np.float32),
             v_threshold=theta,
             metadata={**meta, "convert2snn.tau_steps": float(neuron.tau or 0.0)},
             **extra,
@@ -331,31 +363,67 @@ def _if_neuron(w: _Writer, key, layer, neuron: IFNeuron, in_shape, out_shape, so
     return w.add(key, node, sources)
 
 
-def _bare_skip(w: _Writer, layer: str, sources: list[str], theta: np.ndarray) -> tuple[list[str], np.ndarray]:
+def _bare_skip(w: _Writer, key: str, layer: str, sources: list[str], theta: np.ndarray) -> tuple[list[str], np.ndarray]:
     """A residual Add into neuron ``layer`` for a depth-first importer: ``conv(r) + s·h`` with threshold θ becomes
-    ``(conv/s)(r) + h`` with threshold θ/s (per channel), the skip a bare edge listed after the other branch.
+    ``(conv/s)(r) + h`` with threshold θ/s (per channel), the skip a bare edge listed after the other branch. The
+    skip is the rescaled branch that leaves the graph earliest (the fork); `_check_depth_first` then confirms the
+    order the importer will run.
 
     The same spikes up to float rounding (the sums are formed in another order of operations)."""
-    skips = [k for k in sources if k in w.skips]
-    others = [k for k in sources if k not in w.skips]
+    order = {k: i for i, k in enumerate(w.nodes)}
+    candidates = [k for k in sources if k in w.skips]
     weighted = (w.nir.Conv2d, w.nir.Affine)
-    if len(skips) != 1 or not others or not all(isinstance(w.nodes[k], weighted) for k in others):
+    skip = min(candidates, key=lambda k: min(order.get(s, -1) for s in w.skips[k][1]), default=None)
+    others = [k for k in sources if k != skip]
+    if skip is None or not all(isinstance(w.nodes[k], weighted) for k in others):
         raise UnsupportedLayerError(
             f"layer '{layer}': a residual Add whose branches both hold layers; {w.consumer.name}'s importer "
             "(nirtorch's GraphExecutor) orders nodes depth-first and would run one branch a step late. Export "
             "for consumer='nir', or use identity skips",
             layer=layer,
         )
-    scale, skip_sources = w.skips.pop(skips[0])
+    scale, skip_sources = w.skips.pop(skip)
     scale_np = scale.numpy().astype(np.float32)
     for k in others:
         node = w.nodes[k]
         node.weight = (node.weight / scale_np.reshape((-1,) + (1,) * (node.weight.ndim - 1))).astype(np.float32)
         node.bias = (node.bias / scale_np).astype(np.float32)
-    del w.nodes[skips[0]]
-    w.edges = [e for e in w.edges if skips[0] not in e]
+        w.skips.pop(k, None)  # rescaled: no longer the scale it was
+    del w.nodes[skip]
+    w.edges = [e for e in w.edges if skip not in e]
     w.rounding.append(layer)
+    for k in [*others, skip]:
+        w.folded[k] = (key, layer)
     return others + skip_sources, (theta / scale_np.reshape(-1, 1, 1)).astype(np.float32)
+
+
+def _check_depth_first(w: _Writer, layer_of: dict[str, str]) -> None:
+    """Refuse a graph that nirtorch's GraphExecutor (Norse's and Sinabs's importers) would run out of order: it
+    orders nodes by a depth-first walk from the input along the edges as listed, and a node reached before one of
+    its inputs reads that input from the previous step."""
+    children: dict[str, list[str]] = {}
+    for src, dst in w.edges:
+        children.setdefault(src, []).append(dst)
+    order: list[str] = []
+    seen: set[str] = set()
+    stack = ["input"]
+    while stack:  # pre-order depth-first walk, children in edge order (as nirtorch's trace_execution)
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        order.append(node)
+        stack.extend(reversed([c for c in children.get(node, []) if c not in seen]))
+    position = {k: i for i, k in enumerate(order)}
+    for src, dst in w.edges:
+        if position[src] > position[dst]:
+            name = layer_of.get(dst, dst)
+            raise UnsupportedLayerError(
+                f"layer '{name}': {w.consumer.name}'s importer (nirtorch's GraphExecutor) orders nodes depth-first "
+                f"and would run it before its input '{layer_of.get(src, src)}' (which then arrives a step late): "
+                "branches that join other than by an identity skip cannot run there. Export for consumer='nir'",
+                layer=name,
+            )
 
 
 _REFUSED = {
@@ -397,6 +465,7 @@ def to_nir(network: fx.GraphModule, input_shape: tuple[int, ...], consumer: str 
     shape_of: dict[fx.Node, tuple[int, ...]] = {}
     output_sources: list[str] | None = None
     width = max(3, len(str(2 * len(network.graph.nodes))))
+    layer_of: dict[str, str] = {}  # node key → the layer it was written from (for messages)
     for node in network.graph.nodes:
         if node.op == "placeholder":
             sources[node], shape_of[node] = ["input"], tuple(input_shape)
@@ -440,12 +509,22 @@ def to_nir(network: fx.GraphModule, input_shape: tuple[int, ...], consumer: str 
         # numbered in graph order: nir.read returns nodes sorted by name, and snnTorch's importer (nirtorch's
         # nir_to_torch) gives up on a node it has to revisit more than three times
         key = f"n{len(w.nodes):0{width}d}_{layer.replace('.', '_')}"
+        layer_of[key] = layer
         sources[node] = exporter(w, key, layer, inner, shape_of[inputs[0]], shapes[layer], incoming)
         shape_of[node] = shapes[layer]
     last = next(n for n in reversed(network.graph.nodes) if n.op == "output").all_input_nodes[0]
     if output_sources is None:
         output_sources = sources[last]
     w.add("output", nir.Output(output_type={"output": np.array(shape_of[last])}), output_sources)
+    if profile.depth_first:
+        _check_depth_first(w, layer_of)
+    for key, (neuron, layer) in w.folded.items():  # a rescaled branch must feed nothing but its neuron
+        if any(src == key and dst != neuron for src, dst in w.edges):
+            raise UnsupportedLayerError(
+                f"layer '{layer}': a residual branch that also feeds other layers; {profile.name}'s importer needs "
+                "the skip as a bare edge, which would change those layers' inputs. Export for consumer='nir'",
+                layer=layer,
+            )
     exact = not w.differences
     metadata = {
         "convert2snn.consumer": profile.name,

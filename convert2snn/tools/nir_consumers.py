@@ -19,7 +19,10 @@ How each is driven (their documented use of an imported graph):
 written in each node's ``convert2snn.*`` metadata, where it has such options: snnTorch (``Leaky``'s
 ``reset_mechanism="subtract"`` and its membrane ``mem`` started at v₀) and Sinabs (``spike_fn=SingleSpike``,
 ``min_v_mem=None``, ``v_mem`` started at v₀) then run convert2snn's default neurons (reset by subtraction
-from θ/2) exactly; Norse's ``IAFCell`` resets to a value and starts at 0, with no such option.
+from θ/2): Sinabs exactly, snnTorch up to float rounding (its ``Leaky`` adds the input to the membrane before
+it subtracts the last step's reset, convert2snn after, so a membrane within rounding of θ can fire a step
+apart; `compare` counts the spikes that differ); Norse's ``IAFCell`` resets to a value and starts at 0, with
+no such option.
 """
 
 from __future__ import annotations
@@ -93,7 +96,8 @@ def unusable(consumer: str) -> str | None:
     if consumer not in PACKAGES:
         return f"unknown NIR consumer {consumer!r}; known: {', '.join(PACKAGES)}"
     if not available(consumer):
-        return f"running NIR graphs in {consumer} needs the '{PACKAGES[consumer]}' package: pip install 'convert2snn[interop]'"
+        package = PACKAGES[consumer]
+        return f"running NIR graphs in {consumer} needs the '{package}' package: pip install 'convert2snn[interop]'"
     newest = NEWEST_NIR.get(consumer)
     version = tuple(int(p) for p in require_nir().__version__.split(".")[:3] if p.isdigit())
     if newest is not None and version > newest:

@@ -10,7 +10,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 # what the scripts import from each other: forgotten after each test, so that every test imports them fresh
-SCRIPTS = ("bench_accuracy", "bench_finetune", "train_models")
+SCRIPTS = ("bench_accuracy", "bench_finetune", "bench_nir", "train_models")
 
 
 def _script(name: str):
@@ -33,3 +33,9 @@ def bench_accuracy():
 def bench_finetune():
     """`benchmarks/bench_finetune.py` as a module."""
     yield from _script("bench_finetune")
+
+
+@pytest.fixture
+def bench_nir():
+    """`benchmarks/bench_nir.py` as a module."""
+    yield from _script("bench_nir")

@@ -29,6 +29,10 @@ def _convert(net, **options):
     return convert2snn.convert(net, calibration_data=X, progress=False, **options)
 
 
+def _is_float_array(value) -> bool:
+    return isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)
+
+
 def _same_spikes(snn, imported, steps=24):
     xs = sequence(X[:16], steps)
     out_a, spikes_a = nir_consumers.reference(snn.network, xs)
@@ -65,6 +69,9 @@ def test_round_trip_reproduces_spikes_exactly(tmp_path, consumer, target):
     assert kinds.count("LIF" if consumer == "snntorch" else "IF") == 2
     assert ("SumPool2d" in kinds) == (consumer in ("norse", "sinabs"))
     assert "Scale" not in kinds or consumer == "nir"
+    floats = [(k, f, v.dtype) for k, n in graph.nodes.items() for f, v in vars(n).items() if _is_float_array(v)]
+    # float32, as the network runs: snnTorch carries a membrane in float64 after a float64 τ (spikes then differ)
+    assert floats and all(dtype == np.float32 for _, _, dtype in floats), [f for f in floats if f[2] != np.float32]
     out_a, out_b, spikes_a, spikes_b = _same_spikes(snn, from_nir(path))
     for a, b in zip(spikes_a, spikes_b):
         assert torch.equal(a, b) and a.sum() > 0
@@ -151,6 +158,18 @@ class TwoBranchResidual(ResidualCNN):
         return self.fc(self.pool(h).flatten(1))
 
 
+class SharedBranch(ResidualCNN):
+    def __init__(self):
+        super().__init__()
+        self.fc2 = nn.Linear(6 * 4 * 4, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        c = self.conv3(torch.relu(self.conv2(h)))  # feeds the residual Add and another neuron
+        a = torch.relu(c + h)
+        return self.fc(self.pool(a).flatten(1)) + self.fc2(self.pool(torch.relu(c)).flatten(1))
+
+
 @pytest.mark.parametrize(
     ("net", "options", "consumer", "message"),
     [
@@ -163,6 +182,7 @@ class TwoBranchResidual(ResidualCNN):
         (AvgCNN, {"neuron": "lif"}, "norse", r"layer 'relu': norse's NIR importer does not run a LIF neuron's leak"),
         (ResidualCNN, {}, "snntorch", r"layer 'relu_2' adds two branches \(a residual Add\), which snntorch cannot"),
         (TwoBranchResidual, {}, "sinabs", r"layer 'relu_2': a residual Add whose branches both hold layers"),
+        (SharedBranch, {}, "norse", r"layer 'output': norse's importer .* would run it before its input 'fc2'"),
     ],
 )
 def test_what_nir_cannot_state_is_refused_by_name(net, options, consumer, message):
@@ -175,7 +195,7 @@ def test_what_nir_cannot_state_is_refused_by_name(net, options, consumer, messag
 def test_bad_requests_are_named():
     with pytest.raises(convert2snn.InvalidInputError, match="unknown NIR consumer 'lava'; known: nir, norse"):
         _convert(AvgCNN()).to_nir(consumer="lava")
-    with pytest.raises(convert2snn.InvalidInputError, match="rate-converted"):
+    with pytest.raises(convert2snn.InvalidInputError, match="not .population.: its units .* have no NIR node"):
         convert2snn.convert(AvgCNN(), "population", calibration_data=X[:16], progress=False).to_nir()
 
 
@@ -194,3 +214,25 @@ def test_cli_export_writes_a_nir_file_for_a_consumer(tmp_path, monkeypatch, caps
     assert "note: snntorch runs other neurons" in out and "--option nir_target=snntorch" in out
     assert main(["export", "nothere.c2s", "-o", "x.nir"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("consumer", ["norse", "sinabs"])
+def test_fine_tuned_exact_conversion_still_exports_exactly(consumer):
+    """Backpropagation with learned thresholds keeps the consumer's neurons: the export stays exact."""
+    from tests.convert2snn.tools.nir_nets import digits
+
+    x, y = digits()
+    snn = _convert(AvgCNN(), nir_target=consumer)
+    neurons = [m for m in snn.network.modules() if isinstance(m, convert2snn.neurons.IFNeuron)]
+    thresholds = [float(n.v_threshold) for n in neurons]
+    weight = snn.network.conv1.module.weight.detach().clone()
+    snn.fine_tune(x[:128].numpy(), y[:128].numpy(), timesteps=4, batch_size=32, learn_thresholds=True, progress=False)
+    assert [float(n.v_threshold) for n in neurons] != thresholds and not torch.equal(
+        snn.network.conv1.module.weight, weight
+    )
+    assert all(n.reset_mode == ("zero" if consumer == "norse" else "subtract") for n in neurons)
+    graph = snn.to_nir(consumer=consumer)
+    assert graph.metadata["convert2snn.exact"] == "yes"
+    out_a, out_b, spikes_a, spikes_b = _same_spikes(snn, from_nir(graph))
+    assert all(torch.equal(a, b) for a, b in zip(spikes_a, spikes_b))
+    assert torch.allclose(out_a, out_b, atol=1e-6)
