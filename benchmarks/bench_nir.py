@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
+    if args.part == "interop" and len(args.timesteps) != 1:
+        p.error("--part interop runs one T: give --timesteps a single value (e.g. --timesteps 32)")
     out = args.json or HERE / "results" / f"nir_{args.dataset}_{args.part}.json"
     earlier = json.loads(out.read_text()) if args.merge and out.exists() else None
     if earlier is not None and (earlier["samples"], earlier["timesteps"]) != (args.samples, list(args.timesteps)):
@@ -167,8 +169,9 @@ def interop(args) -> dict:
     runs += [(f"nir_target={c}", c, c, False) for c in CONSUMERS]
     rows, models = [], {}
     for mode, target, consumer, own in runs:
-        if not nir_consumers.available(consumer):
-            bench.log(f"  {consumer} is not installed: skipped")
+        reason = nir_consumers.unusable(consumer)
+        if reason is not None:
+            bench.log(f"  {consumer} skipped: {reason}")
             continue
         snn = models.get(target) or models.setdefault(target, convert(nir_target=target))
         with warnings.catch_warnings():

@@ -304,11 +304,14 @@ def cmd_export(args) -> int:
         graph = snn.to_nir(out, consumer=args.consumer)
     consumer = graph.metadata["convert2snn.consumer"]
     print(f"NIR graph for {consumer} with {len(graph.nodes)} nodes written to {out}")
-    if graph.metadata["convert2snn.exact"] != "yes":
+    exact = graph.metadata["convert2snn.exact"]
+    if exact == "no":
         print(
             f"note: {consumer} runs other neurons than this SNN's ({graph.metadata['convert2snn.differences']}); "
             f"convert with --option nir_target={consumer} for an exact export"
         )
+    elif exact != "yes":
+        print(f"note: {consumer} runs this SNN's neurons; its spikes equal ours {exact} (a residual block rescaled)")
     return 0
 
 

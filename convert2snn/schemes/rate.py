@@ -133,15 +133,17 @@ class RateOptions(SchemeOptions):
             )
 
     def _apply_nir_target(self) -> None:
-        """Set the neuron options ``nir_target`` names (`NIR_TARGETS`); a conflicting explicit value is an error."""
+        """Set the neuron options ``nir_target`` names (`NIR_TARGETS`). A value other than both the target's and
+        convert2snn's default is an error; one equal to convert2snn's default reads as unset and is replaced."""
         if self.nir_target is None:
             return
         for name, wanted in NIR_TARGETS[self.nir_target].items():
             value = getattr(self, name)
             if value != wanted and value != RateOptions.__dataclass_fields__[name].default:
+                given = "thresholding" if name == "v_init" and self.thresholding is not None else name
                 raise InvalidInputError(
                     f"nir_target={self.nir_target!r} needs {name}={wanted!r} (what the consumer simulates), "
-                    f"got {name}={value!r}; leave {name} unset"
+                    f"got {given}={value!r}; leave {given} unset"
                 )
             setattr(self, name, wanted)
         if self.neuron == "lif" and self.nir_target in ("norse", "sinabs"):

@@ -22,11 +22,14 @@ current at every step (convert2snn's `MembraneReadout` is its running mean).
 
 Exactness: convert with ``nir_target=<consumer>`` (`convert2snn.schemes.rate.RateOptions`) and the
 neurons are those the consumer runs; the consumer's spikes then equal ours at every layer and step
-(`convert2snn.tools.nir_consumers` runs each and compares). A network with other neurons (the
-default: reset by subtraction from θ/2, which NIR cannot state) exports too, with a warning naming the
+(`convert2snn.tools.nir_consumers` runs each and compares), up to float rounding where a residual block was
+rescaled for a depth-first importer (metadata ``convert2snn.exact``: "up to float rounding"). A network
+with other neurons (the default: reset by subtraction from θ/2, which NIR cannot state) exports too, with
+a warning naming the
 differences, recorded in the graph's metadata (``convert2snn.exact``, ``convert2snn.differences``);
 each IF node's metadata keeps our neuron's reset, v₀, spikes per step and floor, which `from_nir`
-honours, so a round trip through this module is exact for every profile. Refused with the layer's
+honours, so a round trip through this module runs our neurons for every profile (exactly, or up to float
+rounding as above). Refused with the layer's
 name: max pooling of spikes, concatenation (NIR 1.0 has no such nodes), population and temporal
 nodes, bursts of at most Γ > 1 spikes, per-channel initial potentials, and what a consumer's importer
 cannot read (grouped convolutions, a leak other than snnTorch's, padded sum pooling).
@@ -466,6 +469,7 @@ def to_nir(network: fx.GraphModule, input_shape: tuple[int, ...], consumer: str 
     output_sources: list[str] | None = None
     width = max(3, len(str(2 * len(network.graph.nodes))))
     layer_of: dict[str, str] = {}  # node key → the layer it was written from (for messages)
+    numbered = 0
     for node in network.graph.nodes:
         if node.op == "placeholder":
             sources[node], shape_of[node] = ["input"], tuple(input_shape)
@@ -508,13 +512,20 @@ def to_nir(network: fx.GraphModule, input_shape: tuple[int, ...], consumer: str 
             )
         # numbered in graph order: nir.read returns nodes sorted by name, and snnTorch's importer (nirtorch's
         # nir_to_torch) gives up on a node it has to revisit more than three times
-        key = f"n{len(w.nodes):0{width}d}_{layer.replace('.', '_')}"
+        key = f"n{numbered:0{width}d}_{layer.replace('.', '_')}"
+        numbered += 1  # not len(w.nodes): a bare skip deletes a node, and a reused number breaks the order
         layer_of[key] = layer
         sources[node] = exporter(w, key, layer, inner, shape_of[inputs[0]], shapes[layer], incoming)
         shape_of[node] = shapes[layer]
     last = next(n for n in reversed(network.graph.nodes) if n.op == "output").all_input_nodes[0]
     if output_sources is None:
         output_sources = sources[last]
+    if len(output_sources) > 1 and not profile.summing_edges:
+        raise UnsupportedLayerError(
+            f"the output adds two branches ('{last.name}'), which {profile.name} cannot run: {profile.why_no_add}; "
+            "export for consumer='norse' or 'sinabs'",
+            layer=last.name,
+        )
     w.add("output", nir.Output(output_type={"output": np.array(shape_of[last])}), output_sources)
     if profile.depth_first:
         _check_depth_first(w, layer_of)
@@ -614,7 +625,7 @@ def _import_neuron(nir: Any, key: str, node: Any) -> nn.Module:
     tau = None
     if isinstance(node, nir.LIF):
         tau_s = _uniform(node.tau, key, "time constants")
-        tau = None if tau_s >= NO_LEAK_TAU else tau_s / DT
+        tau = None if tau_s >= float(np.float32(NO_LEAK_TAU)) else tau_s / DT  # written as float32
     neuron = IFNeuron(
         v_threshold=1.0 if per_neuron else float(thresholds.flat[0]),
         v_init=float(meta.get("convert2snn.v_init", 0.0)),

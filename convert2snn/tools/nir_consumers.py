@@ -2,9 +2,10 @@
 
 `simulate` imports the graph with the consumer's own NIR importer (no patches), runs it for the T
 steps of an input sequence and returns the output current at each step and each spiking layer's
-spikes, keyed by the NIR node's name, so they can be compared with convert2snn's own simulation
-(`compare`). Each consumer is an optional install (``pip install 'convert2snn[interop]'``); a missing
-one raises `InvalidInputError` naming the package.
+spikes, keyed by the convert2snn layer the node was written from (its ``convert2snn.layer``
+metadata), so they can be compared with convert2snn's own simulation (`compare`). Each consumer is an
+optional install (``pip install 'convert2snn[interop]'``); a missing one raises `InvalidInputError`
+naming the package.
 
 How each is driven (their documented use of an imported graph):
 
@@ -33,6 +34,7 @@ import importlib
 import io
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -98,14 +100,28 @@ def unusable(consumer: str) -> str | None:
     if not available(consumer):
         package = PACKAGES[consumer]
         return f"running NIR graphs in {consumer} needs the '{package}' package: pip install 'convert2snn[interop]'"
+    try:
+        nir = require_nir()
+    except InvalidInputError as missing:
+        return str(missing)
     newest = NEWEST_NIR.get(consumer)
-    version = tuple(int(p) for p in require_nir().__version__.split(".")[:3] if p.isdigit())
-    if newest is not None and version > newest:
+    if newest is not None and _release(nir.__version__) > newest:
         return (
-            f"{consumer}'s NIR importer fails with nir {require_nir().__version__} (it works with nir ≤ "
+            f"{consumer}'s NIR importer fails with nir {nir.__version__} (it works with nir ≤ "
             f"{'.'.join(map(str, newest))}): pip install 'convert2snn[interop]' (it pins nir)"
         )
     return None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The release numbers of a version string ('1.0.5rc1' → (1, 0, 5)): a pre-release of 1.0.5 is newer than 1.0.4."""
+    numbers = []
+    for part in version.split(".")[:3]:
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+    return tuple(numbers)
 
 
 def _require(consumer: str) -> None:
@@ -135,8 +151,9 @@ def _quiet():
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")
-    logging.disable(logging.WARNING)
-    stack.callback(logging.disable, logging.NOTSET)
+    previous = logging.root.manager.disable  # the user's own logging.disable level, restored after
+    logging.disable(max(previous, logging.WARNING))
+    stack.callback(logging.disable, previous)
     return stack
 
 
@@ -270,6 +287,9 @@ def simulate(consumer: str, graph: Any, x_seq: torch.Tensor, own_neurons: bool =
     return RUNNERS[consumer](graph, x_seq.detach().float().cpu(), own_neurons)
 
 
+OUTPUT_TOLERANCE = 1e-5  # relative error of the readout that float rounding of its last sum explains (seen: ≤ 7e-8)
+
+
 @dataclasses.dataclass
 class Agreement:
     """A consumer's run against convert2snn's on the same input: the readout's argmax agreement and relative
@@ -283,13 +303,15 @@ class Agreement:
 
     @property
     def exact(self) -> bool:
-        """Every layer's spikes equal at every step."""
-        return all(self.spikes_equal.values())
+        """Every spiking layer recorded on both sides with equal spikes at every step, and the readouts equal up to
+        float rounding (relative error ≤ `OUTPUT_TOLERANCE`): equal spikes with another output would mean the
+        graph's last layer or output edges differ."""
+        return bool(self.spikes_equal) and all(self.spikes_equal.values()) and self.relative_error <= OUTPUT_TOLERANCE
 
 
 def reference(network: nn.Module, x_seq: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """convert2snn's own run of ``network`` (``snn.network``) on ``x_seq`` [T, B, ...]: the readout after T
-    steps [B, ...] and every IF layer's spikes {NIR node name: [T, B, ...]}, for `compare`."""
+    steps [B, ...] and every IF layer's spikes {layer name: [T, B, ...]}, for `compare`."""
     from spikingjelly.activation_based import functional  # noqa: PLC0415  (only here)
 
     trains: dict[str, torch.Tensor] = {}
@@ -317,6 +339,8 @@ def compare(run: ConsumerRun, readout: torch.Tensor, spikes: dict[str, torch.Ten
     agree = float((mean.argmax(-1) == ref.argmax(-1)).float().mean())
     error = float((mean - ref).norm() / ref.norm().clamp_min(1e-12))
     equal, mismatch = {}, {}
+    for key in set(run.spikes) - set(spikes):  # a layer only the consumer has: not the network we ran
+        equal[key], mismatch[key] = False, 1.0
     for key, ours in spikes.items():
         theirs = run.spikes.get(key)
         if theirs is None or theirs.shape != ours.shape:

@@ -144,6 +144,11 @@ def test_nir_target_sets_the_consumers_neurons(setup, target, expected):
         ),
         ({"nir_target": "sinabs", "max_spikes_per_step": 2}, "nir_target='sinabs' needs max_spikes_per_step=0"),
         (
+            {"nir_target": "norse", "thresholding": 0.25},
+            "nir_target='norse' needs v_init=0.0 (what the consumer simulates), got thresholding=0.25; leave "
+            "thresholding unset",
+        ),
+        (
             {"reset": "zero", "max_spikes_per_step": 3},
             "reset='zero' fires one spike a step; max_spikes_per_step=3 needs",
         ),

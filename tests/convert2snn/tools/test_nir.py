@@ -72,7 +72,9 @@ def test_round_trip_reproduces_spikes_exactly(tmp_path, consumer, target):
     floats = [(k, f, v.dtype) for k, n in graph.nodes.items() for f, v in vars(n).items() if _is_float_array(v)]
     # float32, as the network runs: snnTorch carries a membrane in float64 after a float64 τ (spikes then differ)
     assert floats and all(dtype == np.float32 for _, _, dtype in floats), [f for f in floats if f[2] != np.float32]
-    out_a, out_b, spikes_a, spikes_b = _same_spikes(snn, from_nir(path))
+    imported = from_nir(path)
+    assert all(n.tau is None for n in imported.modules() if isinstance(n, convert2snn.neurons.IFNeuron))  # no leak
+    out_a, out_b, spikes_a, spikes_b = _same_spikes(snn, imported)
     for a, b in zip(spikes_a, spikes_b):
         assert torch.equal(a, b) and a.sum() > 0
     assert torch.allclose(out_a, out_b, atol=1e-6)
@@ -99,6 +101,8 @@ def test_residual_skip_is_a_bare_edge_for_depth_first_importers():
     snn = _convert(ResidualCNN(), nir_target="norse")
     graph = snn.to_nir(consumer="norse")
     assert graph.metadata["convert2snn.exact"] == "up to float rounding"
+    # the file reads back in graph order: a removed skip node leaves no number for the next layer to reuse
+    assert sorted(graph.nodes)[1:-1] == [k for k in graph.nodes if k not in ("input", "output")], list(graph.nodes)
     into = [s for s, d in graph.edges if d == _key(graph, "relu_2")]
     assert into == [_key(graph, "conv3"), _key(graph, "relu")]  # the long branch, then the skip from the neuron
     theta = np.asarray(graph.nodes[_key(graph, "relu_2")].v_threshold)
@@ -170,6 +174,16 @@ class SharedBranch(ResidualCNN):
         return self.fc(self.pool(a).flatten(1)) + self.fc2(self.pool(torch.relu(c)).flatten(1))
 
 
+class TwoHeads(AvgCNN):
+    def __init__(self):
+        super().__init__()
+        self.fc2 = nn.Linear(12 * 2 * 2, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv2(self.pool(torch.relu(self.conv1(x))))).flatten(1)
+        return self.fc(h) + self.fc2(h)  # the readout sums two layers: two edges into the output
+
+
 @pytest.mark.parametrize(
     ("net", "options", "consumer", "message"),
     [
@@ -183,6 +197,7 @@ class SharedBranch(ResidualCNN):
         (ResidualCNN, {}, "snntorch", r"layer 'relu_2' adds two branches \(a residual Add\), which snntorch cannot"),
         (TwoBranchResidual, {}, "sinabs", r"layer 'relu_2': a residual Add whose branches both hold layers"),
         (SharedBranch, {}, "norse", r"layer 'output': norse's importer .* would run it before its input 'fc2'"),
+        (TwoHeads, {}, "snntorch", r"the output adds two branches \('.*'\), which snntorch cannot run"),
     ],
 )
 def test_what_nir_cannot_state_is_refused_by_name(net, options, consumer, message):
@@ -206,12 +221,17 @@ def test_cli_export_writes_a_nir_file_for_a_consumer(tmp_path, monkeypatch, caps
     _convert(AvgCNN()).save(tmp_path / "default.c2s")
     monkeypatch.chdir(tmp_path)
     assert main(["export", "exact.c2s", "--format", "nir", "-o", "out/model.nir"]) == 0
-    assert "NIR graph for norse with" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "NIR graph for norse with" in out and "note:" not in out
     graph = nir.read(str(tmp_path / "out" / "model.nir"))
     assert sum(isinstance(n, nir.IF) for n in graph.nodes.values()) == 2
     assert main(["export", "default.c2s", "--consumer", "snntorch", "-o", "d.nir"]) == 0
     out = capsys.readouterr().out
     assert "note: snntorch runs other neurons" in out and "--option nir_target=snntorch" in out
+    _convert(ResidualCNN(), nir_target="sinabs").save(tmp_path / "residual.c2s")
+    assert main(["export", "residual.c2s", "-o", "r.nir"]) == 0
+    out = capsys.readouterr().out
+    assert "note: sinabs runs this SNN's neurons; its spikes equal ours up to float rounding" in out
     assert main(["export", "nothere.c2s", "-o", "x.nir"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
