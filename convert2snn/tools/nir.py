@@ -178,11 +178,27 @@ class _Writer:
         self.rounding: list[str] = []  # layers exact only up to float rounding
         self.skips: dict[str, tuple[torch.Tensor, list[str]]] = {}  # diagonal scale nodes: (scale, their sources)
         self.folded: dict[str, tuple[str, str]] = {}  # node rescaled or removed for a bare skip → (its neuron, layer)
+        self.dropped: set[str] = set()  # scale nodes removed for a bare skip: their edges go in `finish_edges`
+        self.position: dict[str, int] = {}  # node → the order it was written in (kept when a node is removed)
 
     def add(self, key: str, node: Any, sources: list[str]) -> list[str]:
         self.nodes[key] = node
+        self.position[key] = len(self.position)
         self.edges.extend((s, key) for s in sources)
         return [key]
+
+    def finish_edges(self) -> str | None:
+        """Remove the edges of the dropped skip nodes in one pass over the edges (not one per residual block), and
+        name the layer of a rescaled branch that also feeds other layers (None when there is none): the bare skip
+        would change those layers' inputs."""
+        feeds: dict[str, set[str]] = {}
+        for src, dst in self.edges:
+            if dst not in self.dropped:  # an edge into a dropped skip went with it
+                feeds.setdefault(src, set()).add(dst)
+        folded = self.folded.items()
+        misfolded = next((layer for key, (neuron, layer) in folded if feeds.get(key, set()) - {neuron}), None)
+        self.edges = [(src, dst) for src, dst in self.edges if src not in self.dropped and dst not in self.dropped]
+        return misfolded
 
     def diagonal(self, key: str, scale: torch.Tensor | None, bias: torch.Tensor | None, shape, sources, layer):
         """``x·scale + bias`` (per channel) as a node every consumer reads."""
@@ -373,10 +389,13 @@ def _bare_skip(w: _Writer, key: str, layer: str, sources: list[str], theta: np.n
     order the importer will run.
 
     The same spikes up to float rounding (the sums are formed in another order of operations)."""
-    order = {k: i for i, k in enumerate(w.nodes)}
+
+    def written(k: str) -> int:  # a removed node (or the input) counts as earliest
+        return w.position.get(k, -1) if k in w.nodes else -1
+
     candidates = [k for k in sources if k in w.skips]
     weighted = (w.nir.Conv2d, w.nir.Affine)
-    skip = min(candidates, key=lambda k: min(order.get(s, -1) for s in w.skips[k][1]), default=None)
+    skip = min(candidates, key=lambda k: min(written(s) for s in w.skips[k][1]), default=None)
     others = [k for k in sources if k != skip]
     if skip is None or not all(isinstance(w.nodes[k], weighted) for k in others):
         raise UnsupportedLayerError(
@@ -393,7 +412,7 @@ def _bare_skip(w: _Writer, key: str, layer: str, sources: list[str], theta: np.n
         node.bias = (node.bias / scale_np).astype(np.float32)
         w.skips.pop(k, None)  # rescaled: no longer the scale it was
     del w.nodes[skip]
-    w.edges = [e for e in w.edges if skip not in e]
+    w.dropped.add(skip)
     w.rounding.append(layer)
     for k in [*others, skip]:
         w.folded[k] = (key, layer)
@@ -527,15 +546,15 @@ def to_nir(network: fx.GraphModule, input_shape: tuple[int, ...], consumer: str 
             layer=last.name,
         )
     w.add("output", nir.Output(output_type={"output": np.array(shape_of[last])}), output_sources)
+    misfolded = w.finish_edges()
     if profile.depth_first:
         _check_depth_first(w, layer_of)
-    for key, (neuron, layer) in w.folded.items():  # a rescaled branch must feed nothing but its neuron
-        if any(src == key and dst != neuron for src, dst in w.edges):
-            raise UnsupportedLayerError(
-                f"layer '{layer}': a residual branch that also feeds other layers; {profile.name}'s importer needs "
-                "the skip as a bare edge, which would change those layers' inputs. Export for consumer='nir'",
-                layer=layer,
-            )
+    if misfolded is not None:  # a rescaled branch must feed nothing but its neuron
+        raise UnsupportedLayerError(
+            f"layer '{misfolded}': a residual branch that also feeds other layers; {profile.name}'s importer needs "
+            "the skip as a bare edge, which would change those layers' inputs. Export for consumer='nir'",
+            layer=misfolded,
+        )
     exact = not w.differences
     metadata = {
         "convert2snn.consumer": profile.name,

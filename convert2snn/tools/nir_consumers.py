@@ -34,13 +34,13 @@ import importlib
 import io
 import logging
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
+from packaging.version import Version
 from torch import nn
 
 from ..errors import InvalidInputError
@@ -50,7 +50,7 @@ from .nir import require_nir
 PACKAGES = {"snntorch": "snntorch", "norse": "norse", "sinabs": "sinabs"}
 # Norse 1.1 and Sinabs 3.1 load graphs through nirtorch's GraphExecutor, which rebuilds a nir.NIRGraph of torch
 # modules: nir from 1.0.5 on type-checks those nodes and fails (Sinabs pins nir<=1.0.4; Norse does not).
-NEWEST_NIR = {"norse": (1, 0, 4), "sinabs": (1, 0, 4)}
+NEWEST_NIR = {"norse": "1.0.4", "sinabs": "1.0.4"}
 
 
 @dataclasses.dataclass
@@ -105,23 +105,13 @@ def unusable(consumer: str) -> str | None:
     except InvalidInputError as missing:
         return str(missing)
     newest = NEWEST_NIR.get(consumer)
-    if newest is not None and _release(nir.__version__) > newest:
+    # by release numbers: a pre-release of 1.0.5 already breaks the importers, a post-release of 1.0.4 does not
+    if newest is not None and Version(nir.__version__).release > Version(newest).release:
         return (
-            f"{consumer}'s NIR importer fails with nir {nir.__version__} (it works with nir ≤ "
-            f"{'.'.join(map(str, newest))}): pip install 'convert2snn[interop]' (it pins nir)"
+            f"{consumer}'s NIR importer fails with nir {nir.__version__} (it works with nir ≤ {newest}): "
+            "pip install 'convert2snn[interop]' (it pins nir)"
         )
     return None
-
-
-def _release(version: str) -> tuple[int, ...]:
-    """The release numbers of a version string ('1.0.5rc1' → (1, 0, 5)): a pre-release of 1.0.5 is newer than 1.0.4."""
-    numbers = []
-    for part in version.split(".")[:3]:
-        digits = re.match(r"\d+", part)
-        if digits is None:
-            break
-        numbers.append(int(digits.group()))
-    return tuple(numbers)
 
 
 def _require(consumer: str) -> None:

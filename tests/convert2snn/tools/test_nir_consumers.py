@@ -48,7 +48,7 @@ def test_nir_versions_compare_by_release(monkeypatch):
     assert nir_consumers.unusable("sinabs") is None
 
 
-def test_consumer_output_is_quiet_and_keeps_the_users_logging_level():
+def test_consumer_output_is_quiet_and_keeps_the_users_logging_level(capsys):
     import logging
 
     logging.disable(logging.CRITICAL)
@@ -62,6 +62,7 @@ def test_consumer_output_is_quiet_and_keeps_the_users_logging_level():
     with nir_consumers._quiet():  # noqa: SLF001
         assert logging.root.manager.disable == logging.WARNING
     assert logging.root.manager.disable == logging.NOTSET
+    assert "importer chatter" not in capsys.readouterr().out  # printed inside: kept off the console
 
 
 def test_consumers_that_cannot_run_are_named(monkeypatch):
